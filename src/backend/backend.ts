@@ -1,0 +1,79 @@
+/**
+ * The kernel interface every backend implements (reference, wasm; later native and webgpu).
+ *
+ * Kernels take tensors that live in the backend's own memory (allocate them with `alloc`), write
+ * into an `out` tensor the caller provides, and assume valid shapes: `ops` checks shapes once,
+ * above this layer. Activations are f32; weights may be any DType.
+ *
+ * Numerics follow ggml's CPU backend so results match llama.cpp:
+ * - f32 weights: f32 activations, f32 accumulation.
+ * - f16 / bf16 weights: each activation row is rounded to f16 / bf16 first.
+ * - q8_0 / q4_0 weights: each activation row is quantized to Q8_0 first (see tensor/quant.ts),
+ *   then blocks are multiplied with integer dot products and scaled by both block scales.
+ * - f16 KV cache: the query is rounded to f16 for Q·K, and the softmax weights are rounded to
+ *   f16 before they multiply V.
+ */
+import type { DType } from '../tensor/dtype.js';
+import type { Shape, Tensor } from '../tensor/tensor.js';
+
+export type BackendName = 'reference' | 'wasm';
+
+export interface RopeParams {
+  nHead: number;
+  headDim: number;
+  /** Leading dimensions of each head that rotate (≤ headDim; the rest pass through). */
+  nRot: number;
+  /** Frequency base θ: dimension pair i turns at pos · θ^(−2i/nRot). */
+  theta: number;
+  /** false: rotate adjacent pairs (x[2i], x[2i+1]) (GGUF llama, llama2.c); true: NeoX halves (x[i], x[i+nRot/2]). */
+  neox: boolean;
+}
+
+export interface AttentionParams {
+  nHead: number;
+  /** KV heads; nHead must be a multiple of it (GQA; MQA when 1). Query head h reads KV head h / (nHead / nKvHead). */
+  nKvHead: number;
+  headDim: number;
+  /** Position of the first query row. Query row i sits at pos + i and attends to cache rows 0..pos+i (causal). */
+  pos: number;
+  /** Score scale, usually 1/sqrt(headDim). */
+  scale: number;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  readonly threads: number;
+
+  /** A zero-filled tensor in this backend's memory. */
+  alloc(dtype: DType, shape: Shape): Tensor;
+  /** Return a tensor made by `alloc` (views must not be freed). */
+  free(tensor: Tensor): void;
+  /** Release threads and memory; the backend is unusable afterwards. */
+  dispose(): void;
+
+  /** out[m, n] = Σ_k x[m, k] · w[n, k]. out, x: f32 [M, ·]; w: [N, K] of any DType (row-major, rows of K). */
+  matmul(out: Tensor, x: Tensor, w: Tensor): void;
+  /** out[i, :] = table[ids[i], :] converted to f32 (embedding lookup). */
+  getRows(out: Tensor, table: Tensor, ids: ArrayLike<number>): void;
+  /** out[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) · weight. */
+  rmsnorm(out: Tensor, x: Tensor, weight: Tensor, eps: number): void;
+  /** Rotary embedding in place on x [rows, nHead·headDim]; row r is at position pos + r. */
+  rope(x: Tensor, pos: number, params: RopeParams): void;
+  /** Softmax of each row, in place. */
+  softmax(x: Tensor): void;
+  /** out = silu(gate) · up, element-wise (the SwiGLU feed-forward's gate). */
+  swiglu(out: Tensor, gate: Tensor, up: Tensor): void;
+  /** out = gelu(x) (tanh approximation, as ggml). */
+  gelu(out: Tensor, x: Tensor): void;
+  /** out = a + b, element-wise (same shapes). */
+  add(out: Tensor, a: Tensor, b: Tensor): void;
+  /** out = a · b, element-wise (same shapes). */
+  mul(out: Tensor, a: Tensor, b: Tensor): void;
+  /** Write the f32 rows of src into dst (f32 or f16) starting at row `start` (KV cache writes). */
+  setRows(dst: Tensor, start: number, src: Tensor): void;
+  /**
+   * Causal attention of q [M, nHead·headDim] over the cache k, v [ctx, nKvHead·headDim] (f32 or
+   * f16), into out [M, nHead·headDim]. A tiled online softmax: no M × ctx score matrix is formed.
+   */
+  attention(out: Tensor, q: Tensor, k: Tensor, v: Tensor, params: AttentionParams): void;
+}

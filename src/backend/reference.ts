@@ -1,0 +1,196 @@
+/**
+ * The reference backend: plain TypeScript, written for clarity, used as the oracle that every
+ * fast kernel is tested against. Sums are taken in float64; results are stored as f32.
+ */
+import type { AttentionParams, Backend, RopeParams } from './backend.js';
+import { byteSize, type DType } from '../tensor/dtype.js';
+import { f32ToBf16, bf16ToF32, f16ToF32, f32ToF16, roundF16 } from '../tensor/f16.js';
+import { dequantize, quantizeQ8_0 } from '../tensor/quant.js';
+import { numel, Tensor, type Shape } from '../tensor/tensor.js';
+
+/** Round an activation row the way ggml does before multiplying it with weights of `dtype`. */
+export function prepareActivations(dtype: DType, x: Float32Array): Float32Array {
+  switch (dtype) {
+    case 'f32':
+      return x;
+    case 'f16':
+      return x.map(roundF16);
+    case 'bf16':
+      return x.map((v) => bf16ToF32(f32ToBf16(v)));
+    case 'q8_0':
+    case 'q4_0': {
+      const q = new Uint8Array(byteSize('q8_0', x.length));
+      quantizeQ8_0(x, x.length, q, true);
+      const out = new Float32Array(x.length);
+      dequantize('q8_0', q, 0, x.length, out);
+      return out;
+    }
+  }
+}
+
+export class ReferenceBackend implements Backend {
+  readonly name = 'reference' as const;
+  readonly threads = 1;
+
+  alloc(dtype: DType, shape: Shape): Tensor {
+    return new Tensor(dtype, shape, new Uint8Array(byteSize(dtype, numel(shape))));
+  }
+
+  free(_tensor: Tensor): void {}
+
+  dispose(): void {}
+
+  matmul(out: Tensor, x: Tensor, w: Tensor): void {
+    const K = x.rowLength;
+    const N = w.rowCount;
+    const o = out.f32();
+    const row = new Float32Array(K);
+    const xs = x.f32();
+    for (let m = 0; m < x.rowCount; m++) {
+      // Dequantized activations: for quantized weights this equals the block-wise integer dot
+      // product scaled by both block scales, since d_w·d_x·Σ qw·qx = Σ (d_w·qw)(d_x·qx).
+      const xr = prepareActivations(w.dtype, xs.subarray(m * K, (m + 1) * K));
+      for (let n = 0; n < N; n++) {
+        dequantize(w.dtype, w.bytes, n * K, K, row);
+        let sum = 0;
+        for (let k = 0; k < K; k++) sum += row[k]! * xr[k]!;
+        o[m * N + n] = sum;
+      }
+    }
+  }
+
+  getRows(out: Tensor, table: Tensor, ids: ArrayLike<number>): void {
+    const D = table.rowLength;
+    const o = out.f32();
+    for (let i = 0; i < ids.length; i++) dequantize(table.dtype, table.bytes, ids[i]! * D, D, o, i * D);
+  }
+
+  rmsnorm(out: Tensor, x: Tensor, weight: Tensor, eps: number): void {
+    const D = x.rowLength;
+    const xs = x.f32();
+    const ws = weight.f32();
+    const o = out.f32();
+    for (let r = 0; r < x.rowCount; r++) {
+      let ss = 0;
+      for (let i = 0; i < D; i++) ss += xs[r * D + i]! ** 2;
+      const scale = 1 / Math.sqrt(ss / D + eps);
+      for (let i = 0; i < D; i++) o[r * D + i] = Math.fround(xs[r * D + i]! * scale) * ws[i]!;
+    }
+  }
+
+  rope(x: Tensor, pos: number, p: RopeParams): void {
+    const xs = x.f32();
+    const width = p.nHead * p.headDim;
+    for (let r = 0; r < x.rowCount; r++) {
+      for (let h = 0; h < p.nHead; h++) {
+        const base = r * width + h * p.headDim;
+        for (let i = 0; i < p.nRot / 2; i++) {
+          const angle = (pos + r) * Math.pow(p.theta, (-2 * i) / p.nRot);
+          const cos = Math.cos(angle);
+          const sin = Math.sin(angle);
+          const a = base + (p.neox ? i : 2 * i);
+          const b = a + (p.neox ? p.nRot / 2 : 1);
+          const x0 = xs[a]!;
+          const x1 = xs[b]!;
+          xs[a] = x0 * cos - x1 * sin;
+          xs[b] = x0 * sin + x1 * cos;
+        }
+      }
+    }
+  }
+
+  softmax(x: Tensor): void {
+    const D = x.rowLength;
+    const xs = x.f32();
+    for (let r = 0; r < x.rowCount; r++) softmaxInPlace(xs.subarray(r * D, (r + 1) * D));
+  }
+
+  swiglu(out: Tensor, gate: Tensor, up: Tensor): void {
+    const g = gate.f32();
+    const u = up.f32();
+    const o = out.f32();
+    for (let i = 0; i < o.length; i++) o[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
+  }
+
+  gelu(out: Tensor, x: Tensor): void {
+    const xs = x.f32();
+    const o = out.f32();
+    const c = Math.sqrt(2 / Math.PI);
+    for (let i = 0; i < o.length; i++) {
+      const v = xs[i]!;
+      o[i] = 0.5 * v * (1 + Math.tanh(c * (v + 0.044715 * v * v * v)));
+    }
+  }
+
+  add(out: Tensor, a: Tensor, b: Tensor): void {
+    const as = a.f32();
+    const bs = b.f32();
+    const o = out.f32();
+    for (let i = 0; i < o.length; i++) o[i] = as[i]! + bs[i]!;
+  }
+
+  mul(out: Tensor, a: Tensor, b: Tensor): void {
+    const as = a.f32();
+    const bs = b.f32();
+    const o = out.f32();
+    for (let i = 0; i < o.length; i++) o[i] = as[i]! * bs[i]!;
+  }
+
+  setRows(dst: Tensor, start: number, src: Tensor): void {
+    const s = src.f32();
+    if (dst.dtype === 'f32') {
+      dst.rows(start, src.rowCount).f32().set(s);
+      return;
+    }
+    const view = new DataView(dst.bytes.buffer, dst.bytes.byteOffset + start * dst.rowBytes);
+    for (let i = 0; i < s.length; i++) view.setUint16(i * 2, f32ToF16(s[i]!), true);
+  }
+
+  attention(out: Tensor, q: Tensor, k: Tensor, v: Tensor, p: AttentionParams): void {
+    const { nHead, headDim } = p;
+    const group = nHead / p.nKvHead;
+    const kvWidth = p.nKvHead * headDim;
+    const half = k.dtype === 'f16';
+    const qs = q.f32();
+    const o = out.f32();
+    const nKvMax = p.pos + q.rowCount;
+    const keys = new Float32Array(nKvMax * kvWidth);
+    const values = new Float32Array(nKvMax * kvWidth);
+    dequantize(k.dtype, k.bytes, 0, keys.length, keys);
+    dequantize(v.dtype, v.bytes, 0, values.length, values);
+    const scores = new Float32Array(nKvMax); // one row of scores, not a matrix
+    for (let r = 0; r < q.rowCount; r++) {
+      const nKv = p.pos + r + 1;
+      for (let h = 0; h < nHead; h++) {
+        const qOff = r * nHead * headDim + h * headDim;
+        const kvOff = Math.floor(h / group) * headDim;
+        for (let t = 0; t < nKv; t++) {
+          let dot = 0;
+          for (let i = 0; i < headDim; i++) {
+            const qv = half ? roundF16(qs[qOff + i]!) : qs[qOff + i]!;
+            dot += qv * keys[t * kvWidth + kvOff + i]!;
+          }
+          scores[t] = dot * p.scale;
+        }
+        const probs = scores.subarray(0, nKv);
+        softmaxInPlace(probs);
+        for (let i = 0; i < headDim; i++) {
+          let acc = 0;
+          for (let t = 0; t < nKv; t++) acc += (half ? roundF16(probs[t]!) : probs[t]!) * values[t * kvWidth + kvOff + i]!;
+          o[qOff + i] = acc;
+        }
+      }
+    }
+  }
+}
+
+function softmaxInPlace(row: Float32Array): void {
+  let max = -Infinity;
+  for (const v of row) max = Math.max(max, v);
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) {
+    row[i] = Math.exp(row[i]! - max);
+    sum += row[i]!;
+  }
+  for (let i = 0; i < row.length; i++) row[i] = row[i]! / sum;
+}
