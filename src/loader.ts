@@ -1,0 +1,130 @@
+/**
+ * From a file on disk to a runnable model: detect the format, read the header, map the
+ * hyper-parameters, check every tensor's name, dtype and shape, then read each tensor's bytes
+ * once, straight into the backend's memory.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Backend } from './backend/backend.js';
+import { FormatError, ModelError } from './errors.js';
+import { readGGUF, readTensorData, type GGUFFile, type GGUFTensorInfo } from './formats/gguf.js';
+import { readLlama2c, type Llama2cFile } from './formats/llama2c.js';
+import { llamaConfigFromGGUF, llamaConfigFromLlama2c, llamaTensorShapes, type LlamaConfig, type LlamaWeights } from './models/llama.js';
+import { GGML_TYPE_NAMES } from './tensor/dtype.js';
+import type { Tensor } from './tensor/tensor.js';
+import { readLlama2cTokenizer } from './tokenizers/llama2c.js';
+import { vocabFromGGUF, type Vocab } from './tokenizers/spm.js';
+
+export type ModelFile =
+  | { format: 'gguf'; path: string; fileSize: number; file: GGUFFile; tensors: GGUFTensorInfo[] }
+  | { format: 'llama2c'; path: string; fileSize: number; file: Llama2cFile; tensors: GGUFTensorInfo[] };
+
+/** Read a model file's header: GGUF by its magic, llama2.c's legacy checkpoint otherwise. */
+export function openModelFile(file: string): ModelFile {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String((err as Error).message);
+    throw new FormatError('cannot_open', file, reason);
+  }
+  const magic = Buffer.alloc(4);
+  try {
+    fs.readSync(fd, magic, 0, 4, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (magic.toString('latin1') === 'GGUF') {
+    const gguf = readGGUF(file);
+    return { format: 'gguf', path: file, fileSize: gguf.fileSize, file: gguf, tensors: gguf.tensors };
+  }
+  if (file.endsWith('.bin')) {
+    const bin = readLlama2c(file);
+    return { format: 'llama2c', path: file, fileSize: bin.fileSize, file: bin, tensors: bin.tensors };
+  }
+  throw new FormatError('unknown_format', file, `not a GGUF file (magic ${JSON.stringify(magic.toString('latin1'))}) and not a llama2.c .bin checkpoint`);
+}
+
+/** The hyper-parameters of a model file (llama architecture only, for now). */
+export function modelConfig(model: ModelFile, vocab: Vocab): LlamaConfig {
+  if (model.format === 'llama2c') return llamaConfigFromLlama2c(model.file.config, model.path);
+  const arch = model.file.metadata.get('general.architecture');
+  if (arch !== 'llama') {
+    throw new ModelError('unsupported_architecture', `${model.path}: architecture '${String(arch)}' is not supported (supported: llama)`);
+  }
+  return llamaConfigFromGGUF((key) => model.file.metadata.get(key), vocab.tokens.length, model.path);
+}
+
+/**
+ * The tokenizer's vocabulary: GGUF files carry it; a llama2.c checkpoint needs a tokenizer.bin,
+ * given or found beside the model (tokenizer.bin, or tok<vocab>.bin as llama2.c names small ones).
+ */
+export function modelVocab(model: ModelFile, tokenizerPath?: string): Vocab {
+  if (model.format === 'gguf') return vocabFromGGUF(model.file);
+  const vocabSize = model.file.config.vocabSize;
+  const dir = path.dirname(model.path);
+  const candidates = tokenizerPath ? [tokenizerPath] : [path.join(dir, 'tokenizer.bin'), path.join(dir, `tok${vocabSize}.bin`)];
+  const found = candidates.find((p) => fs.existsSync(p));
+  if (!found) {
+    throw new ModelError('missing_tokenizer', `${model.path}: a llama2.c checkpoint needs its tokenizer.bin; none found (looked for ${candidates.join(', ')}); pass one with --tokenizer`);
+  }
+  return readLlama2cTokenizer(found, vocabSize);
+}
+
+/** Check each tensor against the config and read it into backend memory. */
+export function loadLlamaWeights(
+  be: Backend,
+  model: ModelFile,
+  config: LlamaConfig,
+  onProgress?: (loadedBytes: number, totalBytes: number) => void,
+): LlamaWeights {
+  const expected = llamaTensorShapes(config);
+  const infos = new Map(model.tensors.map((t) => [t.name, t]));
+  const wanted = [...expected.keys()].filter((name) => name !== 'output.weight' || infos.has(name));
+  for (const name of wanted) checkTensor(model.path, infos.get(name), name, expected.get(name)!);
+  const total = wanted.reduce((sum, name) => sum + infos.get(name)!.byteLength, 0);
+
+  const loaded = new Map<string, Tensor>();
+  let done = 0;
+  try {
+    for (const name of wanted) {
+      const info = infos.get(name)!;
+      const tensor = be.alloc(info.dtype!, info.shape);
+      loaded.set(name, tensor);
+      readTensorData(model.file, info, tensor.bytes);
+      done += info.byteLength;
+      onProgress?.(done, total);
+    }
+  } catch (err) {
+    for (const t of loaded.values()) be.free(t);
+    throw err;
+  }
+  const get = (name: string): Tensor => loaded.get(name)!;
+  const layers = Array.from({ length: config.block_count }, (_, l) => ({
+    attnNorm: get(`blk.${l}.attn_norm.weight`),
+    wq: get(`blk.${l}.attn_q.weight`),
+    wk: get(`blk.${l}.attn_k.weight`),
+    wv: get(`blk.${l}.attn_v.weight`),
+    wo: get(`blk.${l}.attn_output.weight`),
+    ffnNorm: get(`blk.${l}.ffn_norm.weight`),
+    ffnGate: get(`blk.${l}.ffn_gate.weight`),
+    ffnUp: get(`blk.${l}.ffn_up.weight`),
+    ffnDown: get(`blk.${l}.ffn_down.weight`),
+  }));
+  const tokenEmbd = get('token_embd.weight');
+  return { tokenEmbd, layers, outputNorm: get('output_norm.weight'), output: loaded.get('output.weight') ?? tokenEmbd };
+}
+
+function checkTensor(file: string, info: GGUFTensorInfo | undefined, name: string, shape: number[]): void {
+  if (!info) throw new ModelError('missing_tensor', `${file}: missing tensor ${name}`);
+  if (info.dtype === undefined) {
+    const typeName = GGML_TYPE_NAMES[info.ggmlType] ?? `unknown type ${info.ggmlType}`;
+    throw new FormatError('unsupported_dtype', file, `tensor ${name} has type ${typeName}, which SmallMind cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0)`);
+  }
+  if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+    throw new ModelError('shape_mismatch', `${file}: tensor ${name} has shape [${info.shape}], the config implies [${shape}]`);
+  }
+  if (shape.length === 1 && info.dtype !== 'f32') {
+    throw new ModelError('unsupported_dtype', `${file}: norm tensor ${name} is ${info.dtype}; only f32 norms are supported`);
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Ops: the one operation set that models (and, later, autograd) call. Each op checks shapes and
+ * dtypes once, with a message that names the op and the shapes, then hands the work to the
+ * backend's kernel, which may assume valid inputs.
+ */
+import type { AttentionParams, Backend, RopeParams } from '../backend/backend.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+function fail(op: string, message: string): never {
+  throw new Error(`${op}: ${message}`);
+}
+
+function expectF32(op: string, ...tensors: Tensor[]): void {
+  for (const t of tensors) if (t.dtype !== 'f32') fail(op, `expected an f32 tensor, got ${t.dtype} [${t.shape}]`);
+}
+
+function expectSameSize(op: string, a: Tensor, b: Tensor): void {
+  if (a.numel !== b.numel) fail(op, `size mismatch: [${a.shape}] vs [${b.shape}]`);
+}
+
+/** out[M, N] = x[M, K] · w[N, K]ᵀ */
+export function matmul(be: Backend, out: Tensor, x: Tensor, w: Tensor): void {
+  expectF32('matmul', out, x);
+  if (x.rowLength !== w.rowLength) fail('matmul', `x [${x.shape}] and w [${w.shape}] differ in K`);
+  if (out.rowCount !== x.rowCount || out.rowLength !== w.rowCount) {
+    fail('matmul', `out [${out.shape}] should be [${x.rowCount}, ${w.rowCount}]`);
+  }
+  be.matmul(out, x, w);
+}
+
+/** out[i, :] = table[ids[i], :] */
+export function getRows(be: Backend, out: Tensor, table: Tensor, ids: ArrayLike<number>): void {
+  expectF32('getRows', out);
+  if (out.rowCount !== ids.length || out.rowLength !== table.rowLength) {
+    fail('getRows', `out [${out.shape}] should be [${ids.length}, ${table.rowLength}]`);
+  }
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (!Number.isInteger(id) || id < 0 || id >= table.rowCount) fail('getRows', `id ${id} out of range [0, ${table.rowCount})`);
+  }
+  be.getRows(out, table, ids);
+}
+
+export function rmsnorm(be: Backend, out: Tensor, x: Tensor, weight: Tensor, eps: number): void {
+  expectF32('rmsnorm', out, x, weight);
+  expectSameSize('rmsnorm', out, x);
+  if (weight.numel !== x.rowLength) fail('rmsnorm', `weight [${weight.shape}] should have ${x.rowLength} values`);
+  be.rmsnorm(out, x, weight, eps);
+}
+
+export function rope(be: Backend, x: Tensor, pos: number, p: RopeParams): void {
+  expectF32('rope', x);
+  if (x.rowLength !== p.nHead * p.headDim) fail('rope', `rows of ${x.rowLength} are not ${p.nHead} heads × ${p.headDim}`);
+  if (p.nRot > p.headDim || p.nRot % 2 !== 0) fail('rope', `nRot ${p.nRot} must be even and ≤ headDim ${p.headDim}`);
+  be.rope(x, pos, p);
+}
+
+export function softmax(be: Backend, x: Tensor): void {
+  expectF32('softmax', x);
+  be.softmax(x);
+}
+
+export function swiglu(be: Backend, out: Tensor, gate: Tensor, up: Tensor): void {
+  expectF32('swiglu', out, gate, up);
+  expectSameSize('swiglu', out, gate);
+  expectSameSize('swiglu', out, up);
+  be.swiglu(out, gate, up);
+}
+
+export function gelu(be: Backend, out: Tensor, x: Tensor): void {
+  expectF32('gelu', out, x);
+  expectSameSize('gelu', out, x);
+  be.gelu(out, x);
+}
+
+export function add(be: Backend, out: Tensor, a: Tensor, b: Tensor): void {
+  expectF32('add', out, a, b);
+  expectSameSize('add', out, a);
+  expectSameSize('add', out, b);
+  be.add(out, a, b);
+}
+
+export function mul(be: Backend, out: Tensor, a: Tensor, b: Tensor): void {
+  expectF32('mul', out, a, b);
+  expectSameSize('mul', out, a);
+  expectSameSize('mul', out, b);
+  be.mul(out, a, b);
+}
+
+/** Write src's rows into dst at row `start` (f32 → f32 or f16). */
+export function setRows(be: Backend, dst: Tensor, start: number, src: Tensor): void {
+  expectF32('setRows', src);
+  if (dst.dtype !== 'f32' && dst.dtype !== 'f16') fail('setRows', `destination dtype ${dst.dtype} is not f32 or f16`);
+  if (src.rowLength !== dst.rowLength) fail('setRows', `row length ${src.rowLength} vs ${dst.rowLength}`);
+  if (start < 0 || start + src.rowCount > dst.rowCount) {
+    fail('setRows', `rows ${start}..${start + src.rowCount} out of range for ${dst.rowCount}`);
+  }
+  be.setRows(dst, start, src);
+}
+
+export function attention(be: Backend, out: Tensor, q: Tensor, k: Tensor, v: Tensor, p: AttentionParams): void {
+  expectF32('attention', out, q);
+  expectSameSize('attention', out, q);
+  if (p.nHead % p.nKvHead !== 0) fail('attention', `${p.nHead} heads is not a multiple of ${p.nKvHead} KV heads`);
+  if (q.rowLength !== p.nHead * p.headDim) fail('attention', `q rows of ${q.rowLength} are not ${p.nHead} × ${p.headDim}`);
+  if (k.rowLength !== p.nKvHead * p.headDim || v.rowLength !== k.rowLength) {
+    fail('attention', `cache rows of ${k.rowLength}/${v.rowLength} are not ${p.nKvHead} × ${p.headDim}`);
+  }
+  if (k.dtype !== v.dtype) fail('attention', `k and v caches differ in dtype (${k.dtype} vs ${v.dtype})`);
+  if (p.pos + q.rowCount > k.rowCount) fail('attention', `positions up to ${p.pos + q.rowCount} exceed the cache (${k.rowCount})`);
+  be.attention(out, q, k, v, p);
+}
