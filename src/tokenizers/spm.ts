@@ -1,0 +1,341 @@
+/**
+ * SentencePiece (SPM) tokenization the way llama.cpp's llm_tokenizer_spm does it, so our token
+ * ids equal llama.cpp's:
+ *
+ *   1. Split the text around special tokens written literally in it ("<s>", "</s>", "<unk>", and
+ *      user-defined tokens), longest first. Each special becomes its id; each text fragment is
+ *      tokenized on its own.
+ *   2. A fragment at the start or right after a special token gets a leading space (when the
+ *      vocabulary asks for a space prefix); spaces become U+2581.
+ *   3. Start from one symbol per character and repeatedly merge the adjacent pair whose merged
+ *      text is a token with the highest score (ties: the leftmost pair).
+ *   4. Each final symbol is its token; a character the vocabulary lacks falls back to one
+ *      <0xNN> byte token per UTF-8 byte (or to unk when the vocabulary has no byte tokens).
+ *
+ * Decoding turns U+2581 back into spaces and byte tokens into their bytes; control and unknown
+ * tokens print as nothing unless asked for.
+ */
+import { RequestError } from '../errors.js';
+import { checkVocab, SPACE_MARK, TokenType, type Vocab } from './vocab.js';
+
+export { vocabFromGGUF, TokenType, type Vocab } from './vocab.js';
+
+export interface EncodeOptions {
+  /** Put BOS first (default: the vocabulary's addBos). EOS is appended when the vocabulary's addEos says so. */
+  addBos?: boolean;
+  /** Turn special tokens written in the text (e.g. "<s>") into their ids (default true). */
+  parseSpecial?: boolean;
+}
+
+export interface DecodeOptions {
+  /** Control and unknown tokens print as '' (default true); false prints their text, e.g. "<s>". */
+  skipSpecial?: boolean;
+}
+
+export interface StreamDecoder {
+  /** The text that becomes complete with this token ('' while a UTF-8 sequence is unfinished). */
+  push(id: number): string;
+  /** Whatever is left: an unfinished UTF-8 sequence comes out as U+FFFD. */
+  flush(): string;
+}
+
+const utf8 = new TextEncoder();
+const EMPTY = new Uint8Array(0);
+
+export class SpmTokenizer {
+  readonly vocab: Vocab;
+  /** Token text -> id. Later ids win on duplicates, as in llama.cpp's token_to_id map. */
+  private readonly ids = new Map<string, number>();
+  /** The token for each byte value, used when a character is not in the vocabulary. */
+  private readonly byteIds = new Int32Array(256);
+  /** Tokens matched literally in the text, longest (in UTF-8 bytes) first. */
+  private readonly specials: { id: number; text: string; control: boolean }[] = [];
+  /** piece(id) for each token, built on first use. */
+  private readonly pieces: (Uint8Array | undefined)[] = [];
+
+  constructor(vocab: Vocab) {
+    checkVocab(vocab, 'tokenizer');
+    this.vocab = vocab;
+    const { tokens, types } = vocab;
+    for (let id = 0; id < tokens.length; id++) this.ids.set(tokens[id], id);
+
+    for (let b = 0; b < 256; b++) {
+      const hex = `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`;
+      // llama.cpp falls back to the byte as a one-character token; we end at unk rather than fail.
+      this.byteIds[b] = this.ids.get(hex) ?? (b < 0x80 ? this.ids.get(String.fromCharCode(b)) : undefined) ?? vocab.unk;
+    }
+
+    for (let id = 0; id < tokens.length; id++) {
+      const t = types[id];
+      if ((t === TokenType.control || t === TokenType.unknown || t === TokenType.userDefined) && tokens[id].length > 0) {
+        this.specials.push({ id, text: tokens[id], control: t !== TokenType.userDefined });
+      }
+    }
+    const bytes = new Map(this.specials.map((s) => [s.id, utf8.encode(s.text).length]));
+    this.specials.sort((a, b) => bytes.get(b.id)! - bytes.get(a.id)! || a.id - b.id);
+  }
+
+  encode(text: string, opts: EncodeOptions = {}): number[] {
+    const addBos = opts.addBos ?? this.vocab.addBos;
+    const parseSpecial = opts.parseSpecial ?? true;
+    const out: number[] = [];
+    if (addBos) out.push(this.vocab.bos);
+    // A lone surrogate cannot be written as UTF-8; treat it as U+FFFD, as TextEncoder would.
+    const clean = wellFormed(text);
+    // The text at the start, and after each special token, gets its own space prefix.
+    let afterSpecial = true;
+    for (const part of this.splitSpecials(clean, parseSpecial)) {
+      if (typeof part === 'number') {
+        out.push(part);
+        afterSpecial = true;
+      } else {
+        const prefixed = this.vocab.addSpacePrefix && afterSpecial ? ' ' + part : part;
+        this.encodeFragment(prefixed.replaceAll(' ', SPACE_MARK), out);
+        afterSpecial = false;
+      }
+    }
+    if (this.vocab.addEos) out.push(this.vocab.eos);
+    return out;
+  }
+
+  /**
+   * The whole text of `ids`. When the vocabulary adds a space prefix, the space that encoding put
+   * in front of the text is removed again (after any leading control tokens such as BOS), so
+   * decode(encode(s)) === s. Streaming (createStreamDecoder) keeps every space.
+   */
+  decode(ids: readonly number[], opts: DecodeOptions = {}): string {
+    const skipSpecial = opts.skipSpecial ?? true;
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    let atStart = this.vocab.addSpacePrefix;
+    for (const id of ids) {
+      let bytes = this.tokenBytes(id, skipSpecial);
+      if (atStart && !this.isSpecial(id)) {
+        if (bytes.length > 0 && bytes[0] === 0x20) bytes = bytes.subarray(1);
+        atStart = false;
+      }
+      parts.push(bytes);
+      total += bytes.length;
+    }
+    const all = new Uint8Array(total);
+    let at = 0;
+    for (const p of parts) {
+      all.set(p, at);
+      at += p.length;
+    }
+    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(all);
+  }
+
+  /** The bytes a token contributes to printed text: U+2581 as a space, <0xNN> as that byte, control and unknown as nothing. */
+  piece(id: number): Uint8Array {
+    return this.tokenBytes(id, true);
+  }
+
+  /** Decode a token stream piece by piece, holding back incomplete UTF-8 sequences between byte tokens. */
+  createStreamDecoder(opts: DecodeOptions = {}): StreamDecoder {
+    const skipSpecial = opts.skipSpecial ?? true;
+    const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
+    return {
+      push: (id) => decoder.decode(this.tokenBytes(id, skipSpecial), { stream: true }),
+      flush: () => decoder.decode(),
+    };
+  }
+
+  private isSpecial(id: number): boolean {
+    const t = this.vocab.types[id];
+    return t === TokenType.control || t === TokenType.unknown;
+  }
+
+  private tokenBytes(id: number, skipSpecial: boolean): Uint8Array {
+    const n = this.vocab.tokens.length;
+    if (!Number.isInteger(id) || id < 0 || id >= n) {
+      throw new RequestError('invalid_token', 'ids', `token id ${id} is outside the vocabulary of ${n} tokens`);
+    }
+    if (this.isSpecial(id)) return skipSpecial ? EMPTY : utf8.encode(this.vocab.tokens[id]);
+    let bytes = this.pieces[id];
+    if (!bytes) {
+      bytes = this.pieceOf(id);
+      this.pieces[id] = bytes;
+    }
+    return bytes;
+  }
+
+  private pieceOf(id: number): Uint8Array {
+    const text = this.vocab.tokens[id];
+    switch (this.vocab.types[id]) {
+      case TokenType.normal:
+        return utf8.encode(text.replaceAll(SPACE_MARK, ' '));
+      case TokenType.userDefined:
+        return utf8.encode(text);
+      case TokenType.byte: {
+        const m = /^<0x([0-9A-Fa-f]{2})>$/.exec(text);
+        return m ? Uint8Array.of(parseInt(m[1], 16)) : EMPTY;
+      }
+      default:
+        // Unused and undefined tokens print nothing, as in llama.cpp.
+        return EMPTY;
+    }
+  }
+
+  /** Split text into text fragments and special-token ids, each special (longest first) at every occurrence. */
+  private splitSpecials(text: string, parseSpecial: boolean): (string | number)[] {
+    let parts: (string | number)[] = text.length > 0 ? [text] : [];
+    for (const special of this.specials) {
+      // Without special parsing, user-defined tokens are still matched; control and unknown ones are plain text.
+      if (special.control && !parseSpecial) continue;
+      if (!parts.some((p) => typeof p === 'string' && p.includes(special.text))) continue;
+      const next: (string | number)[] = [];
+      for (const part of parts) {
+        if (typeof part === 'number') {
+          next.push(part);
+          continue;
+        }
+        let from = 0;
+        for (let at = part.indexOf(special.text); at >= 0; at = part.indexOf(special.text, from)) {
+          if (at > from) next.push(part.slice(from, at));
+          next.push(special.id);
+          from = at + special.text.length;
+        }
+        if (from < part.length) next.push(part.slice(from));
+      }
+      parts = next;
+    }
+    return parts;
+  }
+
+  /** The SPM merge loop over one fragment whose spaces are already U+2581. */
+  private encodeFragment(text: string, out: number[]): void {
+    // One symbol per character: start offset and length in UTF-16 units, a linked list, and the
+    // token it currently forms (-1: a character not in the vocabulary).
+    const n = countCodePoints(text);
+    if (n === 0) return;
+    const start = new Int32Array(n);
+    const len = new Int32Array(n);
+    const prev = new Int32Array(n);
+    const next = new Int32Array(n);
+    const token = new Int32Array(n);
+    for (let i = 0, at = 0; i < n; i++) {
+      const width = isHighSurrogate(text.charCodeAt(at)) ? 2 : 1;
+      start[i] = at;
+      len[i] = width;
+      prev[i] = i - 1;
+      next[i] = i + 1 < n ? i + 1 : -1;
+      token[i] = this.ids.get(text.slice(at, at + width)) ?? -1;
+      at += width;
+    }
+
+    const queue = new BigramQueue();
+    const scores = this.vocab.scores;
+    const tryPair = (left: number, right: number): void => {
+      if (left < 0 || right < 0) return;
+      const size = len[left] + len[right];
+      const id = this.ids.get(text.slice(start[left], start[left] + size));
+      if (id !== undefined) queue.push({ left, right, size, id, score: scores[id] });
+    };
+    for (let i = 1; i < n; i++) tryPair(i - 1, i);
+
+    for (let b = queue.pop(); b; b = queue.pop()) {
+      // Skip pairs whose symbols changed since the pair was queued (merged away or grown).
+      if (len[b.left] === 0 || len[b.right] === 0 || len[b.left] + len[b.right] !== b.size) continue;
+      len[b.left] = b.size;
+      token[b.left] = b.id;
+      len[b.right] = 0;
+      next[b.left] = next[b.right];
+      if (next[b.right] >= 0) prev[next[b.right]] = b.left;
+      tryPair(prev[b.left], b.left);
+      tryPair(b.left, next[b.left]);
+    }
+
+    for (let i = 0; i !== -1; i = next[i]) {
+      if (token[i] >= 0) {
+        out.push(token[i]);
+      } else {
+        // Only single characters can be unknown: every merge forms a vocabulary token.
+        for (const byte of utf8.encode(text.slice(start[i], start[i] + len[i]))) out.push(this.byteIds[byte]);
+      }
+    }
+  }
+}
+
+interface Bigram {
+  left: number;
+  right: number;
+  /** Length of the merged text (UTF-16 units), to detect stale entries. */
+  size: number;
+  id: number;
+  score: number;
+}
+
+/** A binary max-heap of candidate merges: highest score first, then the leftmost. */
+class BigramQueue {
+  private readonly heap: Bigram[] = [];
+
+  private static before(a: Bigram, b: Bigram): boolean {
+    return a.score > b.score || (a.score === b.score && a.left < b.left);
+  }
+
+  push(b: Bigram): void {
+    const h = this.heap;
+    let i = h.length;
+    h.push(b);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!BigramQueue.before(b, h[parent])) break;
+      h[i] = h[parent];
+      i = parent;
+    }
+    h[i] = b;
+  }
+
+  pop(): Bigram | undefined {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length === 0 || last === undefined) return top;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= h.length) break;
+      const r = l + 1;
+      const child = r < h.length && BigramQueue.before(h[r], h[l]) ? r : l;
+      if (!BigramQueue.before(h[child], last)) break;
+      h[i] = h[child];
+      i = child;
+    }
+    h[i] = last;
+    return top;
+  }
+}
+
+function isHighSurrogate(c: number): boolean {
+  return c >= 0xd800 && c <= 0xdbff;
+}
+
+function countCodePoints(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (isHighSurrogate(text.charCodeAt(i))) i++;
+    n++;
+  }
+  return n;
+}
+
+/** Replace unpaired surrogates with U+FFFD so that every character has a UTF-8 form. */
+function wellFormed(text: string): string {
+  // Fast path: no surrogates at all.
+  if (!/[\ud800-\udfff]/.test(text)) return text;
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (isHighSurrogate(c) && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        out += text[i] + text[i + 1];
+        i++;
+        continue;
+      }
+    }
+    out += c >= 0xd800 && c <= 0xdfff ? '\ufffd' : text[i];
+  }
+  return out;
+}

@@ -1,0 +1,98 @@
+/**
+ * A SentencePiece-style vocabulary as GGUF stores it (tokenizer.ggml.*): the token strings with
+ * spaces written as U+2581, one score per token (higher merges first), one type per token, and
+ * the special ids and flags that steer encoding.
+ */
+import { ModelError } from '../errors.js';
+import {
+  getNumberArray,
+  getOptionalBool,
+  getOptionalNumber,
+  getOptionalString,
+  getStringArray,
+  type GGUFFile,
+} from '../formats/gguf.js';
+
+/** Token types, as GGUF's tokenizer.ggml.token_type (and llama.cpp's llama_token_type) number them. */
+export const TokenType = {
+  undefined: 0,
+  normal: 1,
+  unknown: 2,
+  control: 3,
+  userDefined: 4,
+  unused: 5,
+  byte: 6,
+} as const;
+
+export interface Vocab {
+  /** tokenizer.ggml.model; only 'llama' (SentencePiece BPE-with-scores) is supported. */
+  model: 'llama';
+  tokens: string[];
+  scores: Float32Array;
+  /** 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte (see TokenType). */
+  types: Int32Array;
+  bos: number;
+  eos: number;
+  unk: number;
+  pad?: number;
+  addBos: boolean;
+  addEos: boolean;
+  addSpacePrefix: boolean;
+}
+
+/** SentencePiece's visible space. */
+export const SPACE_MARK = '\u2581';
+
+/** llama.cpp's defaults for an SPM vocabulary when the GGUF does not say otherwise. */
+export const SPM_DEFAULTS = { bos: 1, eos: 2, unk: 0, addBos: true, addEos: false, addSpacePrefix: true } as const;
+
+/** Check a vocabulary's arrays and ids agree; `where` names the file in the message. */
+export function checkVocab(vocab: Vocab, where: string): void {
+  const n = vocab.tokens.length;
+  if (n === 0) throw new ModelError('invalid_vocab', `${where}: the vocabulary has no tokens`);
+  if (vocab.scores.length !== n) {
+    throw new ModelError('invalid_vocab', `${where}: ${vocab.scores.length} scores for ${n} tokens`);
+  }
+  if (vocab.types.length !== n) {
+    throw new ModelError('invalid_vocab', `${where}: ${vocab.types.length} token types for ${n} tokens`);
+  }
+  const ids: [string, number | undefined][] = [['bos', vocab.bos], ['eos', vocab.eos], ['unk', vocab.unk], ['pad', vocab.pad]];
+  for (const [name, id] of ids) {
+    if (id === undefined && name === 'pad') continue;
+    if (!Number.isInteger(id) || id! < 0 || id! >= n) {
+      throw new ModelError('invalid_vocab', `${where}: ${name} token id ${id} is outside the vocabulary of ${n} tokens`);
+    }
+  }
+}
+
+/** Build the vocabulary from a GGUF file's tokenizer.ggml.* metadata. */
+export function vocabFromGGUF(file: GGUFFile): Vocab {
+  const where = file.path;
+  const model = getOptionalString(file, 'tokenizer.ggml.model');
+  if (model === undefined) throw new ModelError('missing_key', `${where}: metadata key "tokenizer.ggml.model" is missing (the file has no tokenizer)`);
+  if (model !== 'llama') {
+    throw new ModelError('unsupported_tokenizer', `${where}: tokenizer.ggml.model "${model}" is not supported (supported: llama, SentencePiece)`);
+  }
+  const tokens = getStringArray(file, 'tokenizer.ggml.tokens');
+  const n = tokens.length;
+  const scores = file.metadata.has('tokenizer.ggml.scores') ? getNumberArray(file, 'tokenizer.ggml.scores') : undefined;
+  const types = file.metadata.has('tokenizer.ggml.token_type') ? getNumberArray(file, 'tokenizer.ggml.token_type') : undefined;
+  const vocab: Vocab = {
+    model: 'llama',
+    tokens,
+    // Absent scores and types mean what llama.cpp assumes: score 0, normal token.
+    scores: scores ? Float32Array.from(scores) : new Float32Array(n),
+    types: types ? Int32Array.from(types) : new Int32Array(n).fill(TokenType.normal),
+    bos: getOptionalNumber(file, 'tokenizer.ggml.bos_token_id') ?? SPM_DEFAULTS.bos,
+    eos: getOptionalNumber(file, 'tokenizer.ggml.eos_token_id') ?? SPM_DEFAULTS.eos,
+    unk: getOptionalNumber(file, 'tokenizer.ggml.unknown_token_id') ?? SPM_DEFAULTS.unk,
+    addBos: getOptionalBool(file, 'tokenizer.ggml.add_bos_token') ?? SPM_DEFAULTS.addBos,
+    addEos: getOptionalBool(file, 'tokenizer.ggml.add_eos_token') ?? SPM_DEFAULTS.addEos,
+    addSpacePrefix: getOptionalBool(file, 'tokenizer.ggml.add_space_prefix') ?? SPM_DEFAULTS.addSpacePrefix,
+  };
+  const pad = getOptionalNumber(file, 'tokenizer.ggml.padding_token_id');
+  // Some converters write -1 (or 2^32-1) for "no pad token"; keep only ids inside the vocabulary.
+  if (pad !== undefined && pad >= 0 && pad < n) vocab.pad = pad;
+  checkVocab(vocab, where);
+  return vocab;
+}
