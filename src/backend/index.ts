@@ -2,7 +2,6 @@
 import os from 'node:os';
 import type { Backend, BackendName } from './backend.js';
 import { ReferenceBackend } from './reference.js';
-import { createWasmBackend } from './wasm/backend.js';
 import { RequestError } from '../errors.js';
 
 export type { Backend, BackendName } from './backend.js';
@@ -22,8 +21,11 @@ export async function createBackend(opts: BackendOptions = {}): Promise<Backend>
   switch (name) {
     case 'reference':
       return new ReferenceBackend();
-    case 'wasm':
+    case 'wasm': {
+      // loaded on demand: the reference backend works without the compiled kernels
+      const { createWasmBackend } = await import('./wasm/backend.js');
       return createWasmBackend({ threads });
+    }
     default:
       throw new RequestError('unknown_backend', 'backend', `unknown backend '${String(name)}' (expected wasm or reference)`);
   }

@@ -1,0 +1,533 @@
+// Causal attention with a tiled online softmax: keys go by in tiles of TILE; for each tile the
+// scores are computed, the running maximum moves, the accumulator and the running sum are
+// rescaled, and the tile's weights multiply V. No M × ctx score matrix exists: with an f32 cache
+// there is only one tile of scores per thread.
+//
+// With an f16 cache the query is rounded to f16 before Q·K, and the probabilities are rounded to
+// f16 before they multiply V, after normalising, as ggml does: the first pass over the tiles
+// keeps each row's scores (one row of ctx floats per query row in flight, never M × ctx) and
+// finds the row's max and sum; a second pass turns them into probabilities and multiplies V.
+//
+// f16 cache values are converted the fast way (f16x8Scaled: the query, or the weight, carries the
+// 2^112 factor), which gives exactly the products of the exact conversion. Inf/NaN values would
+// come out finite that way, so the fast loops also fold every value into `seen`, and a tile in
+// which one turns up is redone with the exact conversion.
+//
+// The cache type is a compile-time parameter: T = f32 for an f32 cache, i16 for an f16 one.
+import { expf, expf4, f16HasInfNan, f16InfNanMax, f16x4, f16x8Scaled, hsum, hsum4, load1, loadF16x4, madd, roundF16x4, store1 } from './simd';
+
+const TILE: i32 = 32;
+const TWO_112: f32 = reinterpret<f32>(0x77800000);
+
+/** The fast f16 paths' inf/NaN check (a wasm global: one per instance, so one per thread). */
+let seen: v128 = i32x4(0, 0, 0, 0);
+
+/** Four cache values at index i of a row as f32 (the exact conversion for f16). */
+// @ts-ignore: decorator
+@inline function load4<T>(row: usize, i: i32): v128 {
+  return isFloat<T>() ? v128.load(row + (<usize>i << 2)) : loadF16x4(row + (<usize>i << 1));
+}
+
+/** One cache value as f32 in every lane (a 2- or 4-byte load: it may be a tensor's last). */
+// @ts-ignore: decorator
+@inline function load1x4<T>(row: usize, i: i32): v128 {
+  return isFloat<T>() ? v128.load32_splat(row + (<usize>i << 2)) : f16x4(i32x4.splat(<i32>load<i16>(row + (<usize>i << 1))));
+}
+
+/**
+ * [q·k0, q·k1, q·k2, q·k3] for four keys kvStride apart, each lane the fixed sequence: one
+ * accumulator over the values four at a time, lanes summed as hsum, then the tail in order.
+ * With fast (f16 only) the values go eight at a time against qs = q · 2^112.
+ */
+// @ts-ignore: decorator
+@inline function dotQK4<T>(q: usize, qs: usize, k: usize, kvStride: usize, headDim: i32, fast: bool): v128 {
+  const k1 = k + kvStride;
+  const k2 = k1 + kvStride;
+  const k3 = k2 + kvStride;
+  let a0 = f32x4.splat(0);
+  let a1 = a0;
+  let a2 = a0;
+  let a3 = a0;
+  let i = 0;
+  if (fast) {
+    let check = seen;
+    for (; i + 8 <= headDim; i += 8) {
+      const off = <usize>i << 1;
+      const qa = v128.load(qs + (<usize>i << 2));
+      const qb = v128.load(qs + (<usize>i << 2), 16);
+      let h = v128.load(k + off);
+      check = f16InfNanMax(check, h);
+      a0 = madd(f16x8Scaled(h, true), qb, madd(f16x8Scaled(h, false), qa, a0));
+      h = v128.load(k1 + off);
+      check = f16InfNanMax(check, h);
+      a1 = madd(f16x8Scaled(h, true), qb, madd(f16x8Scaled(h, false), qa, a1));
+      h = v128.load(k2 + off);
+      check = f16InfNanMax(check, h);
+      a2 = madd(f16x8Scaled(h, true), qb, madd(f16x8Scaled(h, false), qa, a2));
+      h = v128.load(k3 + off);
+      check = f16InfNanMax(check, h);
+      a3 = madd(f16x8Scaled(h, true), qb, madd(f16x8Scaled(h, false), qa, a3));
+    }
+    seen = check;
+  }
+  for (; i + 4 <= headDim; i += 4) {
+    const qv = v128.load(q + (<usize>i << 2));
+    a0 = madd(load4<T>(k, i), qv, a0);
+    a1 = madd(load4<T>(k1, i), qv, a1);
+    a2 = madd(load4<T>(k2, i), qv, a2);
+    a3 = madd(load4<T>(k3, i), qv, a3);
+  }
+  let s = hsum4(a0, a1, a2, a3);
+  for (; i < headDim; i++) {
+    const qv = v128.load32_splat(q + (<usize>i << 2));
+    const kv = v128.shuffle<f32>(v128.shuffle<f32>(load1x4<T>(k, i), load1x4<T>(k1, i), 0, 4, 0, 4), v128.shuffle<f32>(load1x4<T>(k2, i), load1x4<T>(k3, i), 0, 4, 0, 4), 0, 1, 4, 5);
+    s = f32x4.add(s, f32x4.mul(qv, kv));
+  }
+  return s;
+}
+
+/** q·k for one key, lane 0 computed exactly as one lane of dotQK4. */
+// @ts-ignore: decorator
+@inline function dotQK<T>(q: usize, qs: usize, k: usize, headDim: i32, fast: bool): f32 {
+  let acc = f32x4.splat(0);
+  let i = 0;
+  if (fast) {
+    let check = seen;
+    for (; i + 8 <= headDim; i += 8) {
+      const h = v128.load(k + (<usize>i << 1));
+      check = f16InfNanMax(check, h);
+      acc = madd(f16x8Scaled(h, true), v128.load(qs + (<usize>i << 2), 16), madd(f16x8Scaled(h, false), v128.load(qs + (<usize>i << 2)), acc));
+    }
+    seen = check;
+  }
+  for (; i + 4 <= headDim; i += 4) acc = madd(load4<T>(k, i), v128.load(q + (<usize>i << 2)), acc);
+  let s = hsum(acc);
+  for (; i < headDim; i++) s += load<f32>(q + (<usize>i << 2)) * f32x4.extract_lane(load1x4<T>(k, i), 0);
+  return s;
+}
+
+/** Scores of the tile's n keys times scale into probs; returns their maximum. */
+// @ts-ignore: decorator
+@inline function tileScores<T>(probs: usize, q: usize, qs: usize, k: usize, kvStride: usize, n: i32, headDim: i32, scale: f32, fast: bool): f32 {
+  let maxv = f32x4.splat(-Infinity);
+  const scalev = f32x4.splat(scale);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const s = f32x4.mul(dotQK4<T>(q, qs, k, kvStride, headDim, fast), scalev);
+    v128.store(probs + (<usize>j << 2), s);
+    maxv = f32x4.max(maxv, s);
+    k += kvStride << 2;
+  }
+  let m = max(max(f32x4.extract_lane(maxv, 0), f32x4.extract_lane(maxv, 1)), max(f32x4.extract_lane(maxv, 2), f32x4.extract_lane(maxv, 3)));
+  for (; j < n; j++) {
+    const s = dotQK<T>(q, qs, k, headDim, fast) * scale;
+    store<f32>(probs + (<usize>j << 2), s);
+    m = max(m, s);
+    k += kvStride;
+  }
+  return m;
+}
+
+/**
+ * acc[0..headDim) += Σ_j p_j · v_j over the tile's n value rows (vStride apart), key by key in
+ * order for every element. The dimensions go in blocks of up to 32 so that eight independent
+ * accumulators hide the add latency. With fast (f16 only) the values are converted eight at a
+ * time against ps = p · 2^112.
+ */
+// @ts-ignore: decorator
+@inline function accumulateV<T>(acc: usize, probs: usize, ps: usize, v: usize, vStride: usize, n: i32, headDim: i32, fast: bool): void {
+  let i = 0;
+  if (fast) {
+    let check = seen;
+    for (; i + 32 <= headDim; i += 32) {
+      const ap = acc + (<usize>i << 2);
+      let a0 = v128.load(ap);
+      let a1 = v128.load(ap, 16);
+      let a2 = v128.load(ap, 32);
+      let a3 = v128.load(ap, 48);
+      let a4 = v128.load(ap, 64);
+      let a5 = v128.load(ap, 80);
+      let a6 = v128.load(ap, 96);
+      let a7 = v128.load(ap, 112);
+      let vp = v + (<usize>i << 1);
+      for (let j = 0; j < n; j++) {
+        const p = v128.load32_splat(ps + (<usize>j << 2));
+        let h = v128.load(vp);
+        check = f16InfNanMax(check, h);
+        a0 = madd(p, f16x8Scaled(h, false), a0);
+        a1 = madd(p, f16x8Scaled(h, true), a1);
+        h = v128.load(vp, 16);
+        check = f16InfNanMax(check, h);
+        a2 = madd(p, f16x8Scaled(h, false), a2);
+        a3 = madd(p, f16x8Scaled(h, true), a3);
+        h = v128.load(vp, 32);
+        check = f16InfNanMax(check, h);
+        a4 = madd(p, f16x8Scaled(h, false), a4);
+        a5 = madd(p, f16x8Scaled(h, true), a5);
+        h = v128.load(vp, 48);
+        check = f16InfNanMax(check, h);
+        a6 = madd(p, f16x8Scaled(h, false), a6);
+        a7 = madd(p, f16x8Scaled(h, true), a7);
+        vp += vStride;
+      }
+      v128.store(ap, a0);
+      v128.store(ap, a1, 16);
+      v128.store(ap, a2, 32);
+      v128.store(ap, a3, 48);
+      v128.store(ap, a4, 64);
+      v128.store(ap, a5, 80);
+      v128.store(ap, a6, 96);
+      v128.store(ap, a7, 112);
+    }
+    for (; i + 8 <= headDim; i += 8) {
+      const ap = acc + (<usize>i << 2);
+      let a0 = v128.load(ap);
+      let a1 = v128.load(ap, 16);
+      let vp = v + (<usize>i << 1);
+      for (let j = 0; j < n; j++) {
+        const p = v128.load32_splat(ps + (<usize>j << 2));
+        const h = v128.load(vp);
+        check = f16InfNanMax(check, h);
+        a0 = madd(p, f16x8Scaled(h, false), a0);
+        a1 = madd(p, f16x8Scaled(h, true), a1);
+        vp += vStride;
+      }
+      v128.store(ap, a0);
+      v128.store(ap, a1, 16);
+    }
+    seen = check;
+  }
+  for (; i + 16 <= headDim; i += 16) {
+    const ap = acc + (<usize>i << 2);
+    let a0 = v128.load(ap);
+    let a1 = v128.load(ap, 16);
+    let a2 = v128.load(ap, 32);
+    let a3 = v128.load(ap, 48);
+    let vp = v;
+    for (let j = 0; j < n; j++) {
+      const p = v128.load32_splat(probs + (<usize>j << 2));
+      a0 = madd(p, load4<T>(vp, i), a0);
+      a1 = madd(p, load4<T>(vp, i + 4), a1);
+      a2 = madd(p, load4<T>(vp, i + 8), a2);
+      a3 = madd(p, load4<T>(vp, i + 12), a3);
+      vp += vStride;
+    }
+    v128.store(ap, a0);
+    v128.store(ap, a1, 16);
+    v128.store(ap, a2, 32);
+    v128.store(ap, a3, 48);
+  }
+  for (; i + 4 <= headDim; i += 4) {
+    let a0 = v128.load(acc + (<usize>i << 2));
+    let vp = v;
+    for (let j = 0; j < n; j++) {
+      a0 = madd(v128.load32_splat(probs + (<usize>j << 2)), load4<T>(vp, i), a0);
+      vp += vStride;
+    }
+    v128.store(acc + (<usize>i << 2), a0);
+  }
+  for (; i < headDim; i++) {
+    let a = load1(acc + (<usize>i << 2));
+    let vp = v;
+    for (let j = 0; j < n; j++) {
+      a = madd(v128.load32_splat(probs + (<usize>j << 2)), load1x4<T>(vp, i), a);
+      vp += vStride;
+    }
+    store1(acc + (<usize>i << 2), a);
+  }
+}
+
+/**
+ * Work items [u0, u1) are (block of query rows, head) pairs u = block · nHead + head, blocks of
+ * rowBlock rows. q, out: [M, nHead·headDim] f32; k, v: [ctx, nKvHead·headDim] f32 (half = 0) or
+ * f16 (half = 1). Query row r sits at position pos + r and sees cache rows 0..pos+r.
+ * scratch + tid · scratchStride is this thread's scratch (attention_scratch_bytes).
+ *
+ * rowBlock = 1 (decoding) reads the cache directly, converting f16 on the fly. Larger blocks
+ * (prompts) convert each f16 tile once per pass to f32 and run every row of the block against
+ * it; each row's arithmetic is the same either way, so a prompt row equals the same row decoded
+ * alone.
+ */
+export function attention(out: usize, q: usize, k: usize, v: usize, nHead: i32, nKvHead: i32, headDim: i32, pos: i32, scale: f32, half: i32, M: i32, rowBlock: i32, scratch: usize, scratchStride: i32, u0: i32, u1: i32, tid: i32): void {
+  const buf = scratch + <usize>tid * scratchStride;
+  for (let u = u0; u < u1; u++) {
+    const h = u % nHead;
+    const r0 = (u / nHead) * rowBlock;
+    const r1 = min(M, r0 + rowBlock);
+    if (rowBlock == 1) {
+      if (half) attendRow<i16>(out, q, k, v, nHead, nKvHead, headDim, pos, scale, buf, r0, h);
+      else attendRow<f32>(out, q, k, v, nHead, nKvHead, headDim, pos, scale, buf, r0, h);
+    } else {
+      if (half) attendBlock<i16>(out, q, k, v, nHead, nKvHead, headDim, pos, scale, buf, r0, r1, h);
+      else attendBlock<f32>(out, q, k, v, nHead, nKvHead, headDim, pos, scale, buf, r0, r1, h);
+    }
+  }
+}
+
+/**
+ * Bytes of per-thread scratch attention needs for a head size, a row block and the most keys a
+ * row sees (an f16 cache keeps each row's scores between its two passes).
+ */
+export function attention_scratch_bytes(headDim: i32, rowBlock: i32, maxKeys: i32): i32 {
+  const vec = (headDim + 7) & ~7;
+  const keys = (maxKeys + 3) & ~3;
+  const row = vec * 4 + TILE * 2 + keys; // attendRow: q, q·2^112, acc, saved acc, weights, weights·2^112, scores
+  const block = rowBlock * (2 * vec + 2 + keys) + 2 * TILE * vec + TILE; // attendBlock
+  return max(row, block) * 4;
+}
+
+/** Round a query row to f16 into dst, and dstScaled = dst · 2^112 (f16 cache); or use it as is. */
+// @ts-ignore: decorator
+@inline function prepareQuery<T>(dst: usize, dstScaled: usize, qp: usize, headDim: i32): usize {
+  if (isFloat<T>()) return qp;
+  const two112 = f32x4.splat(TWO_112);
+  let i = 0;
+  for (; i + 4 <= headDim; i += 4) {
+    const x = roundF16x4(v128.load(qp + (<usize>i << 2)));
+    v128.store(dst + (<usize>i << 2), x);
+    if (dstScaled) v128.store(dstScaled + (<usize>i << 2), f32x4.mul(x, two112));
+  }
+  for (; i < headDim; i++) store1(dst + (<usize>i << 2), roundF16x4(load1(qp + (<usize>i << 2))));
+  return dst;
+}
+
+/** Σ exp(s − max) over the tile's n scores in probs. */
+// @ts-ignore: decorator
+@inline function expSum(probs: usize, n: i32, max: f32): f32 {
+  const mv = f32x4.splat(max);
+  let sum: f32 = 0;
+  let j = 0;
+  for (; j + 4 <= n; j += 4) sum += hsum(expf4(f32x4.sub(v128.load(probs + (<usize>j << 2)), mv)));
+  for (; j < n; j++) sum += f32x4.extract_lane(expf4(f32x4.sub(load1(probs + (<usize>j << 2)), mv)), 0);
+  return sum;
+}
+
+/** Weights exp(s − max) in place of the tile's scores; returns their sum. */
+// @ts-ignore: decorator
+@inline function expInPlace(probs: usize, n: i32, max: f32): f32 {
+  const mv = f32x4.splat(max);
+  let sum: f32 = 0;
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const p = expf4(f32x4.sub(v128.load(probs + (<usize>j << 2)), mv));
+    sum += hsum(p);
+    v128.store(probs + (<usize>j << 2), p);
+  }
+  for (; j < n; j++) {
+    const p = expf4(f32x4.sub(load1(probs + (<usize>j << 2)), mv));
+    sum += f32x4.extract_lane(p, 0);
+    store1(probs + (<usize>j << 2), p);
+  }
+  return sum;
+}
+
+/**
+ * The f16 cache's second pass: the tile's scores become the final probabilities exp(s − max) /
+ * sum rounded to f16, in place, with copies times 2^112 in ps (unless ps is 0).
+ */
+// @ts-ignore: decorator
+@inline function tileWeights(probs: usize, ps: usize, n: i32, max: f32, sum: f32): void {
+  const mv = f32x4.splat(max);
+  const sv = f32x4.splat(sum);
+  const two112 = f32x4.splat(TWO_112);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const p = roundF16x4(f32x4.div(expf4(f32x4.sub(v128.load(probs + (<usize>j << 2)), mv)), sv));
+    if (ps) v128.store(ps + (<usize>j << 2), f32x4.mul(p, two112));
+    v128.store(probs + (<usize>j << 2), p);
+  }
+  for (; j < n; j++) {
+    const p = roundF16x4(f32x4.div(expf4(f32x4.sub(load1(probs + (<usize>j << 2)), mv)), sv));
+    if (ps) store1(ps + (<usize>j << 2), f32x4.mul(p, two112));
+    store1(probs + (<usize>j << 2), p);
+  }
+}
+
+/** acc · c over vec bytes. */
+// @ts-ignore: decorator
+@inline function rescale(acc: usize, vec: usize, c: f32): void {
+  const cv = f32x4.splat(c);
+  for (let i: usize = 0; i < vec; i += 16) v128.store(acc + i, f32x4.mul(v128.load(acc + i), cv));
+}
+
+/** out row = acc / sum (sum = 1: as is). */
+// @ts-ignore: decorator
+@inline function finish(op: usize, acc: usize, runSum: f32, headDim: i32): void {
+  const sum = f32x4.splat(runSum);
+  let i = 0;
+  for (; i + 4 <= headDim; i += 4) v128.store(op + (<usize>i << 2), f32x4.div(v128.load(acc + (<usize>i << 2)), sum));
+  for (; i < headDim; i++) store1(op + (<usize>i << 2), f32x4.div(load1(acc + (<usize>i << 2)), sum));
+}
+
+/**
+ * One query row r, head h, reading the cache directly (f16 the fast way, checked).
+ *
+ * f32 cache: one pass, the online softmax proper (acc rescaled as the max moves, divided by the
+ * sum at the end). f16 cache: ggml rounds the *normalised* probabilities to f16 before they
+ * multiply V, so the first pass over the tiles keeps the row's scores and finds its max and sum
+ * (online), and a second turns the kept scores into rounded probabilities and accumulates V.
+ */
+// @ts-ignore: decorator
+@inline function attendRow<T>(out: usize, q: usize, k: usize, v: usize, nHead: i32, nKvHead: i32, headDim: i32, pos: i32, scale: f32, buf: usize, r: i32, h: i32): void {
+  const half: bool = !isFloat<T>();
+  const vec = <usize>((headDim + 7) & ~7) << 2;
+  const qbuf = buf;
+  const qsbuf = qbuf + vec;
+  const acc = qsbuf + vec;
+  const saved = acc + vec;
+  const probs = saved + vec;
+  const ps = probs + (<usize>TILE << 2);
+  const scores = ps + (<usize>TILE << 2);
+  const kvStride = <usize>(nKvHead * headDim) << (half ? 1 : 2);
+  const headBytes = <usize>headDim << (half ? 1 : 2);
+  const kvh = <usize>(h / (nHead / nKvHead));
+  const qv = prepareQuery<T>(qbuf, qsbuf, q + (<usize>(r * nHead + h) * headDim << 2), headDim);
+  memory.fill(acc, 0, vec);
+  const kHead = k + kvh * headBytes;
+  const vHead = v + kvh * headBytes;
+  const nKv = pos + r + 1;
+  let runMax: f32 = -Infinity;
+  let runSum: f32 = 0;
+  for (let t0 = 0; t0 < nKv; t0 += TILE) {
+    const n = min(TILE, nKv - t0);
+    const kTile = kHead + <usize>t0 * kvStride;
+    const tile = half ? scores + (<usize>t0 << 2) : probs;
+    seen = i32x4.splat(0);
+    let tileMax = tileScores<T>(tile, qv, qsbuf, kTile, kvStride, n, headDim, scale, half);
+    if (half && f16HasInfNan(seen)) tileMax = tileScores<T>(tile, qv, qsbuf, kTile, kvStride, n, headDim, scale, false);
+    // move the running max; rescale what was summed (and accumulated) under the old one
+    const newMax = max(runMax, tileMax);
+    if (newMax > runMax && runSum != 0) {
+      const c = expf(runMax - newMax);
+      runSum *= c;
+      if (!half) rescale(acc, vec, c);
+    }
+    runMax = newMax;
+    if (half) {
+      runSum += expSum(tile, n, runMax);
+    } else {
+      runSum += expInPlace(probs, n, runMax);
+      accumulateV<T>(acc, probs, 0, vHead + <usize>t0 * kvStride, kvStride, n, headDim, false);
+    }
+  }
+  if (half) {
+    // second pass: the kept scores as rounded probabilities, times V
+    for (let t0 = 0; t0 < nKv; t0 += TILE) {
+      const n = min(TILE, nKv - t0);
+      const tile = scores + (<usize>t0 << 2);
+      const vTile = vHead + <usize>t0 * kvStride;
+      tileWeights(tile, ps, n, runMax, runSum);
+      memory.copy(saved, acc, vec);
+      seen = i32x4.splat(0);
+      accumulateV<T>(acc, tile, ps, vTile, kvStride, n, headDim, true);
+      if (f16HasInfNan(seen)) {
+        memory.copy(acc, saved, vec);
+        accumulateV<T>(acc, tile, ps, vTile, kvStride, n, headDim, false);
+      }
+    }
+    runSum = 1;
+  }
+  finish(out + (<usize>(r * nHead + h) * headDim << 2), acc, runSum, headDim);
+}
+
+/**
+ * Rows [r0, r1) of head h against f32 tiles: the cache itself, or f16 tiles converted once and
+ * shared by the block's rows. Per row, exactly attendRow's arithmetic.
+ */
+// @ts-ignore: decorator
+@inline function attendBlock<T>(out: usize, q: usize, k: usize, v: usize, nHead: i32, nKvHead: i32, headDim: i32, pos: i32, scale: f32, buf: usize, r0: i32, r1: i32, h: i32): void {
+  const half: bool = !isFloat<T>();
+  const vec = <usize>((headDim + 7) & ~7) << 2;
+  const rows = r1 - r0;
+  const nKvMax = pos + r1;
+  const keys = <usize>((nKvMax + 3) & ~3) << 2;
+  // scratch: per row q and acc; running maxima and sums; the tile as f32; weights; kept scores
+  const qbufs = buf;
+  const accs = qbufs + <usize>rows * vec;
+  const maxes = accs + <usize>rows * vec;
+  const sums = maxes + (<usize>rows << 2);
+  const kWide = sums + (<usize>rows << 2);
+  const vWide = kWide + <usize>TILE * vec;
+  const probs = vWide + <usize>TILE * vec;
+  const scores = probs + (<usize>TILE << 2);
+  const kvStride = <usize>(nKvHead * headDim) << (half ? 1 : 2);
+  const headBytes = <usize>headDim << (half ? 1 : 2);
+  const kvh = <usize>(h / (nHead / nKvHead));
+  const kHead = k + kvh * headBytes;
+  const vHead = v + kvh * headBytes;
+  // tiles as the f32 code reads them: rows `stride` apart
+  const stride: usize = half ? vec : kvStride;
+  for (let r = r0; r < r1; r++) {
+    const i = <usize>(r - r0);
+    if (half) prepareQuery<T>(qbufs + i * vec, 0, q + (<usize>(r * nHead + h) * headDim << 2), headDim);
+    memory.fill(accs + i * vec, 0, vec);
+    store<f32>(maxes + (i << 2), -Infinity);
+    store<f32>(sums + (i << 2), 0);
+  }
+  // pass 1 (the only one for an f32 cache)
+  for (let t0 = 0; t0 < nKvMax; t0 += TILE) {
+    const n = min(TILE, nKvMax - t0);
+    let kTile = kHead + <usize>t0 * kvStride;
+    const vTile = vHead + <usize>t0 * kvStride;
+    if (half) {
+      widenTile(kWide, kTile, kvStride, n, headDim, vec);
+      kTile = kWide;
+    }
+    for (let r = r0; r < r1; r++) {
+      const i = <usize>(r - r0);
+      const nr = min(n, pos + r + 1 - t0);
+      if (nr <= 0) continue;
+      const qv = half ? qbufs + i * vec : q + (<usize>(r * nHead + h) * headDim << 2);
+      const acc = accs + i * vec;
+      const tile = half ? scores + i * keys + (<usize>t0 << 2) : probs;
+      const tileMax = tileScores<f32>(tile, qv, 0, kTile, stride, nr, headDim, scale, false);
+      const runMax = load<f32>(maxes + (i << 2));
+      let runSum = load<f32>(sums + (i << 2));
+      const newMax = max(runMax, tileMax);
+      if (newMax > runMax && runSum != 0) {
+        const c = expf(runMax - newMax);
+        runSum *= c;
+        if (!half) rescale(acc, vec, c);
+      }
+      store<f32>(maxes + (i << 2), newMax);
+      if (half) {
+        runSum += expSum(tile, nr, newMax);
+      } else {
+        runSum += expInPlace(probs, nr, newMax);
+        accumulateV<f32>(acc, probs, 0, vTile, stride, nr, headDim, false);
+      }
+      store<f32>(sums + (i << 2), runSum);
+    }
+  }
+  if (half) {
+    // pass 2: the kept scores as rounded probabilities, times V
+    for (let t0 = 0; t0 < nKvMax; t0 += TILE) {
+      const n = min(TILE, nKvMax - t0);
+      widenTile(vWide, vHead + <usize>t0 * kvStride, kvStride, n, headDim, vec);
+      for (let r = r0; r < r1; r++) {
+        const i = <usize>(r - r0);
+        const nr = min(n, pos + r + 1 - t0);
+        if (nr <= 0) continue;
+        const tile = scores + i * keys + (<usize>t0 << 2);
+        tileWeights(tile, 0, nr, load<f32>(maxes + (i << 2)), load<f32>(sums + (i << 2)));
+        accumulateV<f32>(accs + i * vec, tile, 0, vWide, vec, nr, headDim, false);
+      }
+    }
+  }
+  for (let r = r0; r < r1; r++) {
+    const i = <usize>(r - r0);
+    finish(out + (<usize>(r * nHead + h) * headDim << 2), accs + i * vec, half ? 1 : load<f32>(sums + (i << 2)), headDim);
+  }
+}
+
+/** Convert n f16 rows (stride apart) of headDim values to f32 rows vec bytes apart (exact). */
+// @ts-ignore: decorator
+@inline function widenTile(dst: usize, src: usize, stride: usize, n: i32, headDim: i32, vec: usize): void {
+  for (let j = 0; j < n; j++) {
+    let i = 0;
+    for (; i + 4 <= headDim; i += 4) v128.store(dst + (<usize>i << 2), loadF16x4(src + (<usize>i << 1)));
+    for (; i < headDim; i++) store1(dst + (<usize>i << 2), f16x4(i32x4.splat(<i32>load<i16>(src + (<usize>i << 1)))));
+    dst += vec;
+    src += stride;
+  }
+}

@@ -1,0 +1,101 @@
+/** `smallmind generate`: complete a prompt, streaming tokens to stdout as they come. */
+import { Command, Option } from 'commander';
+import type { GenerateResult } from '../model.js';
+import type { CliIO } from './io.js';
+import {
+  backendOption, cacheTypeOption, integerIn, jsonOption, loadWithProgress, modelOption, numberIn,
+  threadsOption, tokenizerOption, type LoadFlags,
+} from './options.js';
+
+interface GenerateFlags extends LoadFlags {
+  nPredict: number;
+  temp: number;
+  topK: number;
+  topP: number;
+  seed?: number;
+  ctxSize?: number;
+  displayPrompt: boolean;
+}
+
+export function generateCommand(io: CliIO): Command {
+  return new Command('generate')
+    .description('generate text from a prompt (no prompt: read stdin when piped, else start from BOS alone)')
+    .argument('[prompt]', 'the text to continue')
+    .addOption(modelOption())
+    .addOption(tokenizerOption())
+    .addOption(new Option('-n, --n-predict <n>', 'tokens to generate at most').argParser(integerIn(0)).default(128))
+    .addOption(new Option('--temp <t>', 'temperature (0 = greedy)').argParser(numberIn(0, Infinity)).default(0.8))
+    .addOption(new Option('--top-k <k>', 'keep the k most likely tokens (0 = off)').argParser(integerIn(0)).default(40))
+    .addOption(new Option('--top-p <p>', 'keep the smallest set with this much probability (1 = off)').argParser(numberIn(0, 1, true)).default(0.95))
+    .addOption(new Option('--seed <s>', 'sampling seed (default: random)').argParser(integerIn(0, 2 ** 32 - 1)))
+    .addOption(threadsOption())
+    .addOption(cacheTypeOption())
+    .addOption(backendOption())
+    .addOption(new Option('-c, --ctx-size <n>', 'context positions to allocate (default: the model\'s, at most 4096)').argParser(integerIn(1)))
+    .addOption(new Option('--no-display-prompt', 'do not echo the prompt before the generated text'))
+    .addOption(jsonOption())
+    .action(async (promptArg: string | undefined, flags: GenerateFlags) => {
+      // Piped text loses one trailing newline, as llama.cpp's -f does.
+      const prompt = promptArg ?? (await io.readStdin())?.replace(/\n$/, '') ?? '';
+      const { model, loadMs } = await loadWithProgress(io, flags, { contextLength: flags.ctxSize });
+      const abort = new AbortController();
+      const untrap = io.trapInterrupt?.(() => abort.abort());
+      try {
+        const stream = model.stream(prompt, {
+          maxTokens: flags.nPredict,
+          temperature: flags.temp,
+          topK: flags.topK,
+          topP: flags.topP,
+          seed: flags.seed,
+          signal: abort.signal,
+        });
+        if (!flags.json && flags.displayPrompt) io.stdout.write(prompt);
+        let next = await stream.next();
+        for (; !next.done; next = await stream.next()) {
+          if (!flags.json) io.stdout.write(next.value.text);
+        }
+        const result = next.value;
+        if (flags.json) {
+          io.stdout.write(`${JSON.stringify(generateJson(result, loadMs))}\n`);
+        } else {
+          if (!`${prompt}${result.text}`.endsWith('\n')) io.stdout.write('\n');
+          io.stderr.write(timingLines(result, loadMs));
+        }
+      } finally {
+        untrap?.();
+        model.dispose();
+      }
+    });
+}
+
+function generateJson(result: GenerateResult, loadMs: number): object {
+  return {
+    text: result.text,
+    tokens: result.tokens,
+    promptTokens: result.promptTokens,
+    stopReason: result.stopReason,
+    timings: { loadMs: round(loadMs), ...roundAll(result.timings) },
+  };
+}
+
+/** llama.cpp-style summary: load, prompt eval and eval times with tok/s. */
+export function timingLines(result: GenerateResult, loadMs: number): string {
+  const t = result.timings;
+  // Decode steps are timed per forward call; generation can stop (EOS, length) on either side of one.
+  const decodeRuns = t.decodeMs > 0 ? Math.round((t.decodeTokS * t.decodeMs) / 1000) : 0;
+  const line = (name: string, ms: number, count: number, unit: string, perSecond: number): string =>
+    `${name.padStart(11)}: ${ms.toFixed(2).padStart(10)} ms / ${String(count).padStart(5)} ${unit} ` +
+    `(${count ? (ms / count).toFixed(2).padStart(8) : '     n/a'} ms per token, ${perSecond.toFixed(2).padStart(9)} tokens per second)\n`;
+  return (
+    `\n${'load time'.padStart(11)}: ${loadMs.toFixed(2).padStart(10)} ms\n` +
+    line('prompt eval', t.promptMs, t.promptTokens, 'tokens', t.prefillTokS) +
+    line('eval', t.decodeMs, decodeRuns, 'runs  ', t.decodeTokS) +
+    `${'stop'.padStart(11)}: ${result.stopReason} after ${t.generatedTokens} tokens\n`
+  );
+}
+
+const round = (x: number): number => Math.round(x * 1000) / 1000;
+
+function roundAll<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === 'number' ? round(v) : v])) as T;
+}

@@ -1,0 +1,327 @@
+/**
+ * Random-weight Llama models of real shapes, written as GGUF: for benchmarks and tests that need
+ * a model of a given size but not a trained one.
+ *
+ * Weights are normal(0, 0.02) from a seeded PRNG (each tensor seeded from the seed and its name,
+ * so a tensor's values do not depend on which other tensors the file holds); norms are 1.0. The
+ * tokenizer is the 32000-token Llama SentencePiece vocabulary copied from a GGUF file; shapes with
+ * a larger vocabulary pad it with unused "<extra_N>" tokens so the tensor shapes stay real.
+ *
+ * Tensors are produced one at a time when the writer reaches them, so memory holds one tensor
+ * (the largest, token_embd of llama-1b in f32, is 1 GB), never the whole model.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RequestError } from '../errors.js';
+import { readGGUF, typedValue, type GGUFTypedValue } from '../formats/gguf.js';
+import { writeGGUF, type GGUFWriteTensor } from '../formats/gguf-writer.js';
+import { byteSize, DTYPES, type DType } from '../tensor/dtype.js';
+import { f32ToF16 } from '../tensor/f16.js';
+import { quantizeQ4_0, quantizeQ8_0 } from '../tensor/quant.js';
+import { llamaTensorShapes, type LlamaConfig } from './llama.js';
+
+/** Hyper-parameters of the shapes `init` knows, from the published models. */
+export const INIT_SHAPES = {
+  stories15M: { dim: 288, ffn: 768, layers: 6, heads: 6, kvHeads: 6, vocab: 32000, ctx: 256, ropeTheta: 10000 },
+  stories110M: { dim: 768, ffn: 2048, layers: 12, heads: 12, kvHeads: 12, vocab: 32000, ctx: 1024, ropeTheta: 10000 },
+  'smollm-135m': { dim: 576, ffn: 1536, layers: 30, heads: 9, kvHeads: 3, vocab: 49152, ctx: 2048, ropeTheta: 10000 },
+  // Llama-3.2-1B trains to 131072 positions; 8192 keeps default KV caches of sane size.
+  'llama-1b': { dim: 2048, ffn: 8192, layers: 16, heads: 32, kvHeads: 8, vocab: 128256, ctx: 8192, ropeTheta: 500000 },
+} as const;
+
+export type InitShape = keyof typeof INIT_SHAPES;
+export type InitDType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
+export const INIT_DTYPES: readonly InitDType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
+
+/** The Llama vocabulary `init` copies: llama-2-tiny-random from the shared data beside the repo. */
+export const DEFAULT_VOCAB_PATH = fileURLToPath(
+  new URL('../../../shared/models/llama-2-tiny-random/llama-2-tiny-random.gguf', import.meta.url),
+);
+
+export interface InitOptions {
+  shape: InitShape;
+  dtype: InitDType;
+  /** Output .gguf path (written atomically). */
+  output: string;
+  seed?: number;
+  /** A GGUF file whose tokenizer.ggml.* metadata (a 'llama' SPM vocabulary) is copied. */
+  vocab?: string;
+  /** Fewer (or more) layers than the shape has: small files of real widths for tests. */
+  layers?: number;
+  onProgress?: (writtenBytes: number, totalBytes: number) => void;
+}
+
+export interface InitResult {
+  path: string;
+  config: LlamaConfig;
+  tensorCount: number;
+  parameterCount: number;
+  /** Bytes of tensor data (the file adds the header and padding). */
+  dataBytes: number;
+}
+
+/** llama.cpp's llama_ftype for general.file_type: the type most weights have. */
+const FILE_TYPE: Record<InitDType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 };
+
+const STD = 0.02;
+
+export function initConfig(shape: InitShape, layers?: number): LlamaConfig {
+  const s = INIT_SHAPES[shape];
+  if (!s) throw new RequestError('unknown_shape', 'shape', `unknown shape '${String(shape)}' (known: ${Object.keys(INIT_SHAPES).join(', ')})`);
+  if (layers !== undefined && (!Number.isInteger(layers) || layers < 1 || layers > 1024)) {
+    throw new RequestError('invalid_layers', 'layers', `must be an integer in 1..1024, got ${layers}`);
+  }
+  return {
+    context_length: s.ctx,
+    embedding_length: s.dim,
+    block_count: layers ?? s.layers,
+    feed_forward_length: s.ffn,
+    head_count: s.heads,
+    head_count_kv: s.kvHeads,
+    rope_dimension_count: s.dim / s.heads,
+    rope_freq_base: s.ropeTheta,
+    layer_norm_rms_epsilon: 1e-5,
+    vocab_size: s.vocab,
+  };
+}
+
+/** Write a random-weight model; returns what was written. */
+export function initModel(opts: InitOptions): InitResult {
+  const { dtype } = opts;
+  if (!INIT_DTYPES.includes(dtype)) {
+    throw new RequestError('invalid_dtype', 'dtype', `must be one of ${INIT_DTYPES.join(', ')}, got '${String(dtype)}'`);
+  }
+  const seed = opts.seed ?? 0;
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new RequestError('invalid_seed', 'seed', `must be a non-negative integer, got ${seed}`);
+  const config = initConfig(opts.shape, opts.layers);
+  const outDir = path.dirname(path.resolve(opts.output));
+  if (!fs.existsSync(outDir)) throw new RequestError('no_such_directory', 'output', `directory ${outDir} does not exist`);
+
+  const metadata = new Map<string, GGUFTypedValue>([
+    ['general.architecture', { type: 'string', value: 'llama' }],
+    ['general.name', { type: 'string', value: `${opts.shape} (random init, seed ${seed})` }],
+    ['general.file_type', { type: 'u32', value: FILE_TYPE[dtype] }],
+    ['llama.context_length', { type: 'u32', value: config.context_length }],
+    ['llama.embedding_length', { type: 'u32', value: config.embedding_length }],
+    ['llama.block_count', { type: 'u32', value: config.block_count }],
+    ['llama.feed_forward_length', { type: 'u32', value: config.feed_forward_length }],
+    ['llama.attention.head_count', { type: 'u32', value: config.head_count }],
+    ['llama.attention.head_count_kv', { type: 'u32', value: config.head_count_kv }],
+    ['llama.rope.dimension_count', { type: 'u32', value: config.rope_dimension_count }],
+    ['llama.rope.freq_base', { type: 'f32', value: config.rope_freq_base }],
+    ['llama.attention.layer_norm_rms_epsilon', { type: 'f32', value: config.layer_norm_rms_epsilon }],
+    ...vocabMetadata(opts.vocab ?? DEFAULT_VOCAB_PATH, config.vocab_size, opts.vocab === undefined),
+  ]);
+
+  // Tied classifier: no output.weight, as the real models.
+  const shapes = [...llamaTensorShapes(config)].filter(([name]) => name !== 'output.weight');
+  const specs = shapes.map(([name, shape]) => {
+    const type: DType = shape.length === 1 ? 'f32' : dtype; // norms stay f32
+    const count = shape.reduce((a, b) => a * b, 1);
+    if (count % DTYPES[type].blockSize !== 0 || shape[shape.length - 1]! % DTYPES[type].blockSize !== 0) {
+      throw new RequestError('invalid_dtype', 'dtype', `${name} rows of ${shape[shape.length - 1]} values cannot be split into ${type} blocks`);
+    }
+    return { name, shape, dtype: type, bytes: byteSize(type, count) };
+  });
+  const totalBytes = specs.reduce((sum, s) => sum + s.bytes, 0);
+
+  let written = 0;
+  const tensors: GGUFWriteTensor[] = specs.map((spec) => ({
+    name: spec.name,
+    dtype: spec.dtype,
+    shape: spec.shape,
+    data: () => {
+      const base = written;
+      const bytes = spec.shape.length === 1
+        ? encodeOnes(spec.bytes)
+        : randomTensor(spec.dtype, spec.shape, tensorSeed(seed, spec.name), (done) => opts.onProgress?.(base + done, totalBytes));
+      written += spec.bytes;
+      opts.onProgress?.(written, totalBytes);
+      return bytes;
+    },
+  }));
+  writeGGUF(opts.output, metadata, tensors);
+  opts.onProgress?.(totalBytes, totalBytes);
+
+  return {
+    path: opts.output,
+    config,
+    tensorCount: specs.length,
+    parameterCount: specs.reduce((sum, s) => sum + s.shape.reduce((a, b) => a * b, 1), 0),
+    dataBytes: totalBytes,
+  };
+}
+
+/**
+ * The tokenizer.ggml.* keys of a GGUF file with a 'llama' vocabulary, padded to `vocabSize`
+ * tokens with unused "<extra_N>" tokens (type 5, score 0).
+ */
+function vocabMetadata(file: string, vocabSize: number, isDefault: boolean): [string, GGUFTypedValue][] {
+  if (!fs.existsSync(file)) {
+    const why = isDefault ? `the default vocabulary ${file} is not there (it ships with the repository's shared data)` : `${file}: no such file`;
+    throw new RequestError('missing_vocab', 'vocab', `${why}; pass a GGUF file with a Llama vocabulary with --vocab`);
+  }
+  const gguf = readGGUF(file);
+  const model = gguf.metadata.get('tokenizer.ggml.model');
+  if (model !== 'llama') {
+    throw new RequestError('unsupported_vocab', 'vocab', `${file}: tokenizer.ggml.model is '${String(model)}', init needs a 'llama' (SentencePiece) vocabulary`);
+  }
+  const tokens = gguf.metadata.get('tokenizer.ggml.tokens');
+  if (!Array.isArray(tokens)) throw new RequestError('unsupported_vocab', 'vocab', `${file}: tokenizer.ggml.tokens is missing or not an array of strings`);
+  if (tokens.length > vocabSize) {
+    throw new RequestError('unsupported_vocab', 'vocab', `${file}: its ${tokens.length} tokens do not fit the shape's vocabulary of ${vocabSize}`);
+  }
+  const base = tokens.length;
+  const out: [string, GGUFTypedValue][] = [];
+  for (const key of gguf.metadata.keys()) {
+    if (!key.startsWith('tokenizer.ggml.')) continue;
+    const value = typedValue(gguf, key)!;
+    if (key === 'tokenizer.ggml.tokens') {
+      const padded = [...(tokens as string[])];
+      for (let id = base; id < vocabSize; id++) padded.push(`<extra_${id - base}>`);
+      out.push([key, { type: 'array', itemType: 'string', value: padded }]);
+    } else if (key === 'tokenizer.ggml.scores' || key === 'tokenizer.ggml.token_type') {
+      const items = value.type === 'array' ? value.value : [];
+      if (items.length !== base) {
+        throw new RequestError('unsupported_vocab', 'vocab', `${file}: ${key} has ${items.length} entries for ${base} tokens`);
+      }
+      const isScores = key === 'tokenizer.ggml.scores';
+      const padded = isScores ? new Float32Array(vocabSize) : new Int32Array(vocabSize).fill(5); // 5 = unused
+      for (let i = 0; i < base; i++) padded[i] = Number(items[i]);
+      out.push([key, { type: 'array', itemType: isScores ? 'f32' : 'i32', value: padded }]);
+    } else {
+      out.push([key, value]);
+    }
+  }
+  return out;
+}
+
+/** Norm weights: f32 ones. */
+function encodeOnes(bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  new Float32Array(out.buffer).fill(1);
+  return out;
+}
+
+/** Values generated (and encoded) per step: bounds the f32 scratch and paces progress reports. */
+const CHUNK_VALUES = 1 << 16;
+
+/** A 2-D tensor of normal(0, STD) values encoded as `dtype`, produced a few rows at a time. */
+export function randomTensor(dtype: DType, shape: readonly number[], seed: number, onProgress?: (bytesDone: number) => void): Uint8Array {
+  const rowLength = shape[shape.length - 1]!;
+  const rowCount = shape.reduce((a, b) => a * b, 1) / rowLength;
+  const rowBytes = byteSize(dtype, rowLength);
+  const rowsPerChunk = Math.max(1, Math.floor(CHUNK_VALUES / rowLength));
+  const out = new Uint8Array(rowBytes * rowCount);
+  const scratch = new Float32Array(rowsPerChunk * rowLength);
+  const normal = new NormalSource(seed);
+  for (let row = 0; row < rowCount; row += rowsPerChunk) {
+    const rows = Math.min(rowsPerChunk, rowCount - row);
+    const n = rows * rowLength;
+    const values = scratch.subarray(0, n);
+    for (let i = 0; i < n; i++) values[i] = normal.next() * STD;
+    encode(dtype, values, out.subarray(row * rowBytes, (row + rows) * rowBytes));
+    onProgress?.((row + rows) * rowBytes);
+  }
+  return out;
+}
+
+function encode(dtype: DType, values: Float32Array, dst: Uint8Array): void {
+  switch (dtype) {
+    case 'f32':
+      dst.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)); // little-endian hosts, as GGUF
+      return;
+    case 'f16': {
+      const view = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
+      for (let i = 0; i < values.length; i++) view.setUint16(2 * i, f32ToF16(values[i]!), true);
+      return;
+    }
+    case 'q8_0':
+      return quantizeQ8_0(values, values.length, dst);
+    case 'q4_0':
+      return quantizeQ4_0(values, values.length, dst);
+    default:
+      throw new RequestError('invalid_dtype', 'dtype', `init cannot write ${dtype} weights`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic randomness: xoshiro128** (Blackman & Vigna) seeded through splitmix32, and
+// Box–Muller for normals. Plain 32-bit integer arithmetic, identical on every platform.
+
+/** A tensor's seed: the user's seed mixed with an FNV-1a hash of the tensor's name. */
+export function tensorSeed(seed: number, name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  // Fold in both halves of a seed up to 2^53.
+  return (h ^ Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(Math.floor(seed / 2 ** 32), 0x85ebca6b)) >>> 0;
+}
+
+/** splitmix32 step: spreads one 32-bit seed into well-mixed state words. */
+function splitmix32(state: { s: number }): number {
+  state.s = (state.s + 0x9e3779b9) | 0;
+  let z = state.s;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+  return (z ^ (z >>> 16)) >>> 0;
+}
+
+export class Xoshiro128 {
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
+
+  constructor(seed: number) {
+    const mix = { s: seed | 0 };
+    this.a = splitmix32(mix);
+    this.b = splitmix32(mix);
+    this.c = splitmix32(mix);
+    this.d = splitmix32(mix);
+  }
+
+  /** Next 32 random bits as an unsigned integer. */
+  nextU32(): number {
+    const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
+    const t = this.b << 9;
+    this.c ^= this.a;
+    this.d ^= this.b;
+    this.b ^= this.c;
+    this.a ^= this.d;
+    this.c ^= t;
+    this.d = rotl(this.d, 11);
+    return result;
+  }
+
+  /** Uniform in (0, 1): never 0, so log() below is finite. */
+  nextOpen01(): number {
+    return (this.nextU32() + 0.5) / 4294967296;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
+
+/** Standard normals by Box–Muller: each pair of uniforms gives two values. */
+class NormalSource {
+  private readonly rng: Xoshiro128;
+  private spare = NaN;
+
+  constructor(seed: number) {
+    this.rng = new Xoshiro128(seed);
+  }
+
+  next(): number {
+    if (!Number.isNaN(this.spare)) {
+      const v = this.spare;
+      this.spare = NaN;
+      return v;
+    }
+    const radius = Math.sqrt(-2 * Math.log(this.rng.nextOpen01()));
+    const angle = 2 * Math.PI * this.rng.nextOpen01();
+    this.spare = radius * Math.sin(angle);
+    return radius * Math.cos(angle);
+  }
+}
