@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.js';
 import { createProgress } from '../src/cli/progress.js';
 import { readGGUF, readTensorData } from '../src/formats/gguf.js';
-import { randomTensor, tensorSeed } from '../src/models/init.js';
+import { randomTensor, tensorSeed } from '../src/init.js';
 import { DEFAULT_MODEL_PATH } from '../src/model.js';
 
 const shared = (p: string): string => fileURLToPath(new URL(`../../shared/${p}`, import.meta.url));

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { RequestError } from '../src/errors.js';
-import { argmax, logSoftmax, Sampler, SAMPLING_DEFAULTS, survivingTokens, topLogprobs, Xoshiro128 } from '../src/generation/sampler.js';
+import { argmax, logSoftmax, Sampler, SAMPLING_DEFAULTS, survivingTokens, topLogprobs } from '../src/generation/sampler.js';
+import { Xoshiro128 } from '../src/tensor/random.js';
 
 /** Draw `n` tokens and count how often each id came out. */
 function counts(sampler: Sampler, logits: Float32Array, n: number): number[] {

@@ -1,6 +1,6 @@
 /** `smallmind init`: write a random-weight model of a real shape (see src/models/init.ts). */
 import { Command, Option } from 'commander';
-import { INIT_DTYPES, INIT_SHAPES, initModel, type InitDType, type InitShape } from '../models/init.js';
+import { INIT_DTYPES, INIT_SHAPES, initModel, type InitDType, type InitShape } from '../init.js';
 import type { CliIO } from './io.js';
 import { integerIn, jsonOption } from './options.js';
 import { createProgress, formatBytes, progressMode } from './progress.js';

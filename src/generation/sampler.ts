@@ -12,6 +12,7 @@
  * splitmix-style 32-bit mixer: the same seed gives the same tokens on every platform.
  */
 import { RequestError } from '../errors.js';
+import { Xoshiro128 } from '../tensor/random.js';
 
 export interface SamplingOptions {
   /** Divides the logits before the draw; 0 = greedy (default 0.8). */
@@ -297,66 +298,4 @@ function randomSeed(): number {
   const words = new Uint32Array(2);
   globalThis.crypto.getRandomValues(words);
   return (words[0] & 0x1fffff) * 2 ** 32 + words[1]; // 53 random bits
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/** One step of a splitmix-style 32-bit generator: advance by the golden-ratio increment, then mix. */
-function splitmix32(state: number): [next: number, output: number] {
-  const next = (state + 0x9e3779b9) | 0;
-  let z = next;
-  z = Math.imul(z ^ (z >>> 16), 0x21f0aaad);
-  z = Math.imul(z ^ (z >>> 15), 0x735a2d97);
-  return [next, (z ^ (z >>> 15)) >>> 0];
-}
-
-/** xoshiro128**: 128 bits of state, 32-bit outputs. */
-export class Xoshiro128 {
-  private constructor(private s0: number, private s1: number, private s2: number, private s3: number) {}
-
-  /** A generator with exactly this state (not all zero); for checking against published outputs. */
-  static fromState(s0: number, s1: number, s2: number, s3: number): Xoshiro128 {
-    if ((s0 | s1 | s2 | s3) === 0) throw new RequestError('invalid_seed', 'state', 'xoshiro128** state must not be all zero');
-    return new Xoshiro128(s0 | 0, s1 | 0, s2 | 0, s3 | 0);
-  }
-
-  /** Fill the state from a seed below 2^53: one mixer stream per 32-bit half, xored together. */
-  static fromSeed(seed: number): Xoshiro128 {
-    let lo = seed >>> 0;
-    let hi = Math.floor(seed / 2 ** 32) ^ 0x6a09e667; // a different start, so the two streams differ
-    const words: number[] = [];
-    for (let i = 0; i < 4; i++) {
-      let a: number;
-      let b: number;
-      [lo, a] = splitmix32(lo);
-      [hi, b] = splitmix32(hi);
-      words.push(a ^ b);
-    }
-    if ((words[0] | words[1] | words[2] | words[3]) === 0) words[0] = 1;
-    return new Xoshiro128(words[0] | 0, words[1] | 0, words[2] | 0, words[3] | 0);
-  }
-
-  /** The next 32-bit output, as an unsigned number. */
-  nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result;
-  }
-
-  /** A uniform double in [0, 1) with 53 random bits. */
-  nextFloat(): number {
-    const hi = this.nextU32() >>> 5; // 27 bits
-    const lo = this.nextU32() >>> 6; // 26 bits
-    return (hi * 2 ** 26 + lo) / 2 ** 53;
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
 }

@@ -13,13 +13,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RequestError } from '../errors.js';
-import { readGGUF, typedValue, type GGUFTypedValue } from '../formats/gguf.js';
-import { writeGGUF, type GGUFWriteTensor } from '../formats/gguf-writer.js';
-import { byteSize, DTYPES, type DType } from '../tensor/dtype.js';
-import { f32ToF16 } from '../tensor/f16.js';
-import { quantizeQ4_0, quantizeQ8_0 } from '../tensor/quant.js';
-import { llamaTensorShapes, type LlamaConfig } from './llama.js';
+import { RequestError } from './errors.js';
+import { readGGUF, typedValue, type GGUFTypedValue } from './formats/gguf.js';
+import { writeGGUF, type GGUFWriteTensor } from './formats/gguf-writer.js';
+import { byteSize, DTYPES, type DType } from './tensor/dtype.js';
+import { f32ToF16 } from './tensor/f16.js';
+import { quantizeQ4_0, quantizeQ8_0 } from './tensor/quant.js';
+import { NormalSource } from './tensor/random.js';
+import { llamaTensorShapes, type LlamaConfig } from './models/llama.js';
 
 /** Hyper-parameters of the shapes `init` knows, from the published models. */
 export const INIT_SHAPES = {
@@ -36,7 +37,7 @@ export const INIT_DTYPES: readonly InitDType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
 
 /** The Llama vocabulary `init` copies: llama-2-tiny-random from the shared data beside the repo. */
 export const DEFAULT_VOCAB_PATH = fileURLToPath(
-  new URL('../../../shared/models/llama-2-tiny-random/llama-2-tiny-random.gguf', import.meta.url),
+  new URL('../../shared/models/llama-2-tiny-random/llama-2-tiny-random.gguf', import.meta.url),
 );
 
 export interface InitOptions {
@@ -247,8 +248,7 @@ function encode(dtype: DType, values: Float32Array, dst: Uint8Array): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Deterministic randomness: xoshiro128** (Blackman & Vigna) seeded through splitmix32, and
-// Box–Muller for normals. Plain 32-bit integer arithmetic, identical on every platform.
+// Deterministic per-tensor seeds (the generator itself is in tensor/random.ts).
 
 /** A tensor's seed: the user's seed mixed with an FNV-1a hash of the tensor's name. */
 export function tensorSeed(seed: number, name: string): number {
@@ -256,72 +256,4 @@ export function tensorSeed(seed: number, name: string): number {
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
   // Fold in both halves of a seed up to 2^53.
   return (h ^ Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(Math.floor(seed / 2 ** 32), 0x85ebca6b)) >>> 0;
-}
-
-/** splitmix32 step: spreads one 32-bit seed into well-mixed state words. */
-function splitmix32(state: { s: number }): number {
-  state.s = (state.s + 0x9e3779b9) | 0;
-  let z = state.s;
-  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-  return (z ^ (z >>> 16)) >>> 0;
-}
-
-export class Xoshiro128 {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
-  constructor(seed: number) {
-    const mix = { s: seed | 0 };
-    this.a = splitmix32(mix);
-    this.b = splitmix32(mix);
-    this.c = splitmix32(mix);
-    this.d = splitmix32(mix);
-  }
-
-  /** Next 32 random bits as an unsigned integer. */
-  nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
-    const t = this.b << 9;
-    this.c ^= this.a;
-    this.d ^= this.b;
-    this.b ^= this.c;
-    this.a ^= this.d;
-    this.c ^= t;
-    this.d = rotl(this.d, 11);
-    return result;
-  }
-
-  /** Uniform in (0, 1): never 0, so log() below is finite. */
-  nextOpen01(): number {
-    return (this.nextU32() + 0.5) / 4294967296;
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
-
-/** Standard normals by Box–Muller: each pair of uniforms gives two values. */
-class NormalSource {
-  private readonly rng: Xoshiro128;
-  private spare = NaN;
-
-  constructor(seed: number) {
-    this.rng = new Xoshiro128(seed);
-  }
-
-  next(): number {
-    if (!Number.isNaN(this.spare)) {
-      const v = this.spare;
-      this.spare = NaN;
-      return v;
-    }
-    const radius = Math.sqrt(-2 * Math.log(this.rng.nextOpen01()));
-    const angle = 2 * Math.PI * this.rng.nextOpen01();
-    this.spare = radius * Math.sin(angle);
-    return radius * Math.cos(angle);
-  }
 }
