@@ -21,6 +21,7 @@ import {
   type GGUFValue,
 } from '../src/formats/gguf.js';
 import { writeGGUF, type GGUFWriteTensor, type GGUFWriteValue } from '../src/formats/gguf-writer.js';
+import { Xoshiro128 } from '../src/tensor/random.js';
 
 const shared = (p: string) => fileURLToPath(new URL(`../../shared/${p}`, import.meta.url));
 const STORIES = shared('models/stories260K/stories260K.gguf');
@@ -319,14 +320,10 @@ function readAllOrFormatError(file: string): string {
   return codes.length === 0 ? 'ok' : codes.join(',');
 }
 
-/** mulberry32: a small seeded PRNG so every run fuzzes the same bytes. */
+/** Uniform numbers in [0, 1) from a fixed seed, so every run fuzzes the same bytes. */
 function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const rng = Xoshiro128.fromSeed(seed);
+  return () => rng.nextFloat();
 }
 
 /** A scratch copy of a file that can be patched in place and restored. */

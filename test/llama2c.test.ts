@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FormatError } from '../src/errors.js';
 import { readGGUF, readTensorData, type GGUFTensorInfo } from '../src/formats/gguf.js';
 import { readLlama2c } from '../src/formats/llama2c.js';
+import { Xoshiro128 } from '../src/tensor/random.js';
 
 const shared = (p: string) => fileURLToPath(new URL(`../../shared/${p}`, import.meta.url));
 const BIN = shared('models/stories260K/stories260K.bin');
@@ -124,14 +125,10 @@ describe('readLlama2c', () => {
   });
 });
 
-/** A small deterministic PRNG (mulberry32), so every run fuzzes the same way. */
+/** Uniform numbers in [0, 1) from a fixed seed, so every run fuzzes the same bytes. */
 function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const rng = Xoshiro128.fromSeed(seed);
+  return () => rng.nextFloat();
 }
 
 /** Read a file as a checkpoint, then every tensor's data: only FormatError may come out. */
