@@ -17,3 +17,5 @@ export { writeGGUF } from './formats/gguf-writer.js';
 export type { GGUFWriteTensor } from './formats/gguf-writer.js';
 export { readLlama2c } from './formats/llama2c.js';
 export { initModel, INIT_SHAPES } from './init.js';
+export { loadTokenizer, tokenizerFromVocab } from './tokenizers/index.js';
+export type { Tokenizer, LoadTokenizerOptions, EncodeOptions, DecodeOptions, StreamDecoder } from './tokenizers/index.js';

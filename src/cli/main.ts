@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `smallmind` command line: generate, perplexity, bench, inspect, init.
+ * The `smallmind` command line: generate, perplexity, bench, inspect, tokenize, init.
  *
  * `main(argv, io)` runs one command and resolves to its exit status, so tests call it in-process
  * with string sinks. Exit status: 0 ok, 1 a SmallMind error (bad file, bad model, bad request),
@@ -16,6 +16,7 @@ import { initCommand } from './init.js';
 import { inspectCommand } from './inspect.js';
 import { processIO, type CliIO } from './io.js';
 import { perplexityCommand } from './perplexity.js';
+import { tokenizeCommand } from './tokenize.js';
 
 export type { CliIO, OutputStream } from './io.js';
 
@@ -37,7 +38,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
         write(text);
       },
     });
-  for (const make of [generateCommand, perplexityCommand, benchCommand, inspectCommand, initCommand]) {
+  for (const make of [generateCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, initCommand]) {
     program.addCommand(make(io));
   }
   // addCommand does not pass these settings on; each subcommand needs them.
