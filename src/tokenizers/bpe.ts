@@ -24,10 +24,10 @@ import {
   getStringArray,
   type GGUFFile,
 } from '../formats/gguf.js';
-import type { DecodeOptions, EncodeOptions, StreamDecoder } from './spm.js';
+import { EMPTY, TokenizerBase, utf8, type EncodeOptions } from './base.js';
 import { TokenType } from './vocab.js';
 
-export type { DecodeOptions, EncodeOptions, StreamDecoder } from './spm.js';
+export type { DecodeOptions, EncodeOptions, StreamDecoder } from './base.js';
 
 /** The pre-tokenizers (tokenizer.ggml.pre) we implement. */
 export const BPE_PRETOKENIZERS = ['gpt-2', 'default'] as const;
@@ -176,38 +176,26 @@ export function preTokenize(text: string, pre: BpePreTokenizer): string[] {
 
 // ---------------------------------------------------------------------------------------------
 
-const utf8 = new TextEncoder();
-const EMPTY = new Uint8Array(0);
 /** Words remembered with their ids; cleared when it grows past this. */
 const WORD_CACHE_LIMIT = 50_000;
 
-export class BpeTokenizer {
+export class BpeTokenizer extends TokenizerBase {
   readonly vocab: BpeVocab;
   /** Token text -> id. Later ids win on duplicates, as in llama.cpp's token_to_id map. */
   private readonly ids = new Map<string, number>();
   /** "left right" -> rank (index in the merges list; the first occurrence wins). */
   private readonly ranks = new Map<string, number>();
-  /** Tokens matched literally in the text, longest (in UTF-8 bytes) first. */
-  private readonly specials: { id: number; text: string; control: boolean }[] = [];
-  private readonly pieces: (Uint8Array | undefined)[] = [];
   private readonly cache = new Map<string, number[]>();
 
   constructor(vocab: BpeVocab) {
     checkBpeVocab(vocab, 'tokenizer');
+    super(vocab);
     this.vocab = vocab;
-    const { tokens, types, merges } = vocab;
+    const { tokens, merges } = vocab;
     for (let id = 0; id < tokens.length; id++) this.ids.set(tokens[id], id);
     for (let r = 0; r < merges.length; r++) {
       if (!this.ranks.has(merges[r])) this.ranks.set(merges[r], r);
     }
-    for (let id = 0; id < tokens.length; id++) {
-      const t = types[id];
-      if ((t === TokenType.control || t === TokenType.unknown || t === TokenType.userDefined) && tokens[id].length > 0) {
-        this.specials.push({ id, text: tokens[id], control: t !== TokenType.userDefined });
-      }
-    }
-    const bytes = new Map(this.specials.map((s) => [s.id, utf8.encode(s.text).length]));
-    this.specials.sort((a, b) => bytes.get(b.id)! - bytes.get(a.id)! || a.id - b.id);
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
@@ -226,60 +214,7 @@ export class BpeTokenizer {
     return out;
   }
 
-  /** The whole text of `ids`. */
-  decode(ids: readonly number[], opts: DecodeOptions = {}): string {
-    const skipSpecial = opts.skipSpecial ?? true;
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    for (const id of ids) {
-      const bytes = this.tokenBytes(id, skipSpecial);
-      parts.push(bytes);
-      total += bytes.length;
-    }
-    const all = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      all.set(p, at);
-      at += p.length;
-    }
-    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(all);
-  }
-
-  /** The bytes a token contributes to printed text (control and unknown tokens: nothing). */
-  piece(id: number): Uint8Array {
-    return this.tokenBytes(id, true);
-  }
-
-  /** Decode a token stream piece by piece, holding back incomplete UTF-8 sequences between tokens. */
-  createStreamDecoder(opts: DecodeOptions = {}): StreamDecoder {
-    const skipSpecial = opts.skipSpecial ?? true;
-    const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
-    return {
-      push: (id) => decoder.decode(this.tokenBytes(id, skipSpecial), { stream: true }),
-      flush: () => decoder.decode(),
-    };
-  }
-
-  private isSpecial(id: number): boolean {
-    const t = this.vocab.types[id];
-    return t === TokenType.control || t === TokenType.unknown;
-  }
-
-  private tokenBytes(id: number, skipSpecial: boolean): Uint8Array {
-    const n = this.vocab.tokens.length;
-    if (!Number.isInteger(id) || id < 0 || id >= n) {
-      throw new RequestError('invalid_token', 'ids', `token id ${id} is outside the vocabulary of ${n} tokens`);
-    }
-    if (this.isSpecial(id)) return skipSpecial ? EMPTY : utf8.encode(this.vocab.tokens[id]);
-    let bytes = this.pieces[id];
-    if (!bytes) {
-      bytes = this.pieceOf(id);
-      this.pieces[id] = bytes;
-    }
-    return bytes;
-  }
-
-  private pieceOf(id: number): Uint8Array {
+  protected override pieceOf(id: number): Uint8Array {
     const text = this.vocab.tokens[id];
     switch (this.vocab.types[id]) {
       case TokenType.normal: {
@@ -298,31 +233,6 @@ export class BpeTokenizer {
         // Unused, undefined and byte tokens print nothing in a gpt2 vocabulary.
         return EMPTY;
     }
-  }
-
-  /** Split text into text fragments and special-token ids, each special (longest first) at every occurrence. */
-  private splitSpecials(text: string, parseSpecial: boolean): (string | number)[] {
-    let parts: (string | number)[] = text.length > 0 ? [text] : [];
-    for (const special of this.specials) {
-      if (special.control && !parseSpecial) continue;
-      if (!parts.some((p) => typeof p === 'string' && p.includes(special.text))) continue;
-      const next: (string | number)[] = [];
-      for (const part of parts) {
-        if (typeof part === 'number') {
-          next.push(part);
-          continue;
-        }
-        let from = 0;
-        for (let at = part.indexOf(special.text); at >= 0; at = part.indexOf(special.text, from)) {
-          if (at > from) next.push(part.slice(from, at));
-          next.push(special.id);
-          from = at + special.text.length;
-        }
-        if (from < part.length) next.push(part.slice(from));
-      }
-      parts = next;
-    }
-    return parts;
   }
 
   /** BPE over one pre-tokenized word: one symbol per UTF-8 byte, merged lowest rank first. */

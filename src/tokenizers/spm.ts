@@ -16,47 +16,25 @@
  * tokens print as nothing unless asked for.
  */
 import { RequestError } from '../errors.js';
+import { EMPTY, TokenizerBase, utf8, type EncodeOptions } from './base.js';
 import { checkVocab, SPACE_MARK, TokenType, type Vocab } from './vocab.js';
 
 export { vocabFromGGUF, TokenType, type Vocab } from './vocab.js';
 
-export interface EncodeOptions {
-  /** Put BOS first (default: the vocabulary's addBos). EOS is appended when the vocabulary's addEos says so. */
-  addBos?: boolean;
-  /** Turn special tokens written in the text (e.g. "<s>") into their ids (default true). */
-  parseSpecial?: boolean;
-}
+export type { DecodeOptions, EncodeOptions, StreamDecoder } from './base.js';
 
-export interface DecodeOptions {
-  /** Control and unknown tokens print as '' (default true); false prints their text, e.g. "<s>". */
-  skipSpecial?: boolean;
-}
-
-export interface StreamDecoder {
-  /** The text that becomes complete with this token ('' while a UTF-8 sequence is unfinished). */
-  push(id: number): string;
-  /** Whatever is left: an unfinished UTF-8 sequence comes out as U+FFFD. */
-  flush(): string;
-}
-
-const utf8 = new TextEncoder();
-const EMPTY = new Uint8Array(0);
-
-export class SpmTokenizer {
+export class SpmTokenizer extends TokenizerBase {
   readonly vocab: Vocab;
   /** Token text -> id. Later ids win on duplicates, as in llama.cpp's token_to_id map. */
   private readonly ids = new Map<string, number>();
   /** The token for each byte value, used when a character is not in the vocabulary. */
   private readonly byteIds = new Int32Array(256);
-  /** Tokens matched literally in the text, longest (in UTF-8 bytes) first. */
-  private readonly specials: { id: number; text: string; control: boolean }[] = [];
-  /** piece(id) for each token, built on first use. */
-  private readonly pieces: (Uint8Array | undefined)[] = [];
 
   constructor(vocab: Vocab) {
     checkVocab(vocab, 'tokenizer');
+    super(vocab);
     this.vocab = vocab;
-    const { tokens, types } = vocab;
+    const { tokens } = vocab;
     for (let id = 0; id < tokens.length; id++) this.ids.set(tokens[id], id);
 
     for (let b = 0; b < 256; b++) {
@@ -64,15 +42,6 @@ export class SpmTokenizer {
       // llama.cpp falls back to the byte as a one-character token; we end at unk rather than fail.
       this.byteIds[b] = this.ids.get(hex) ?? (b < 0x80 ? this.ids.get(String.fromCharCode(b)) : undefined) ?? vocab.unk;
     }
-
-    for (let id = 0; id < tokens.length; id++) {
-      const t = types[id];
-      if ((t === TokenType.control || t === TokenType.unknown || t === TokenType.userDefined) && tokens[id].length > 0) {
-        this.specials.push({ id, text: tokens[id], control: t !== TokenType.userDefined });
-      }
-    }
-    const bytes = new Map(this.specials.map((s) => [s.id, utf8.encode(s.text).length]));
-    this.specials.sort((a, b) => bytes.get(b.id)! - bytes.get(a.id)! || a.id - b.id);
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
@@ -98,69 +67,12 @@ export class SpmTokenizer {
     return out;
   }
 
-  /**
-   * The whole text of `ids`. When the vocabulary adds a space prefix, the space that encoding put
-   * in front of the text is removed again (after any leading control tokens such as BOS), so
-   * decode(encode(s)) === s. Streaming (createStreamDecoder) keeps every space.
-   */
-  decode(ids: readonly number[], opts: DecodeOptions = {}): string {
-    const skipSpecial = opts.skipSpecial ?? true;
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    let atStart = this.vocab.addSpacePrefix;
-    for (const id of ids) {
-      let bytes = this.tokenBytes(id, skipSpecial);
-      if (atStart && !this.isSpecial(id)) {
-        if (bytes.length > 0 && bytes[0] === 0x20) bytes = bytes.subarray(1);
-        atStart = false;
-      }
-      parts.push(bytes);
-      total += bytes.length;
-    }
-    const all = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      all.set(p, at);
-      at += p.length;
-    }
-    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(all);
+  /** Decoding removes the space that encoding put in front of the text, so decode(encode(s)) === s; streams keep it. */
+  protected override get stripsSpacePrefix(): boolean {
+    return this.vocab.addSpacePrefix;
   }
 
-  /** The bytes a token contributes to printed text: U+2581 as a space, <0xNN> as that byte, control and unknown as nothing. */
-  piece(id: number): Uint8Array {
-    return this.tokenBytes(id, true);
-  }
-
-  /** Decode a token stream piece by piece, holding back incomplete UTF-8 sequences between byte tokens. */
-  createStreamDecoder(opts: DecodeOptions = {}): StreamDecoder {
-    const skipSpecial = opts.skipSpecial ?? true;
-    const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
-    return {
-      push: (id) => decoder.decode(this.tokenBytes(id, skipSpecial), { stream: true }),
-      flush: () => decoder.decode(),
-    };
-  }
-
-  private isSpecial(id: number): boolean {
-    const t = this.vocab.types[id];
-    return t === TokenType.control || t === TokenType.unknown;
-  }
-
-  private tokenBytes(id: number, skipSpecial: boolean): Uint8Array {
-    const n = this.vocab.tokens.length;
-    if (!Number.isInteger(id) || id < 0 || id >= n) {
-      throw new RequestError('invalid_token', 'ids', `token id ${id} is outside the vocabulary of ${n} tokens`);
-    }
-    if (this.isSpecial(id)) return skipSpecial ? EMPTY : utf8.encode(this.vocab.tokens[id]);
-    let bytes = this.pieces[id];
-    if (!bytes) {
-      bytes = this.pieceOf(id);
-      this.pieces[id] = bytes;
-    }
-    return bytes;
-  }
-
-  private pieceOf(id: number): Uint8Array {
+  protected override pieceOf(id: number): Uint8Array {
     const text = this.vocab.tokens[id];
     switch (this.vocab.types[id]) {
       case TokenType.normal:
@@ -175,32 +87,6 @@ export class SpmTokenizer {
         // Unused and undefined tokens print nothing, as in llama.cpp.
         return EMPTY;
     }
-  }
-
-  /** Split text into text fragments and special-token ids, each special (longest first) at every occurrence. */
-  private splitSpecials(text: string, parseSpecial: boolean): (string | number)[] {
-    let parts: (string | number)[] = text.length > 0 ? [text] : [];
-    for (const special of this.specials) {
-      // Without special parsing, user-defined tokens are still matched; control and unknown ones are plain text.
-      if (special.control && !parseSpecial) continue;
-      if (!parts.some((p) => typeof p === 'string' && p.includes(special.text))) continue;
-      const next: (string | number)[] = [];
-      for (const part of parts) {
-        if (typeof part === 'number') {
-          next.push(part);
-          continue;
-        }
-        let from = 0;
-        for (let at = part.indexOf(special.text); at >= 0; at = part.indexOf(special.text, from)) {
-          if (at > from) next.push(part.slice(from, at));
-          next.push(special.id);
-          from = at + special.text.length;
-        }
-        if (from < part.length) next.push(part.slice(from));
-      }
-      parts = next;
-    }
-    return parts;
   }
 
   /** The SPM merge loop over one fragment whose spaces are already U+2581. */
