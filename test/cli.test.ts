@@ -7,11 +7,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
 import { createProgress } from '../src/cli/progress.js';
 import { readGGUF, readTensorData } from '../src/formats/gguf.js';
 import { randomTensor, tensorSeed } from '../src/init.js';
 import { DEFAULT_MODEL_PATH } from '../src/model.js';
+import { run, type Run } from './helpers/cli.js';
 
 const shared = (p: string): string => fileURLToPath(new URL(`../../shared/${p}`, import.meta.url));
 const generation = JSON.parse(fs.readFileSync(shared('fixtures/generation-stories260K-f32.json'), 'utf8'));
@@ -20,18 +20,6 @@ const bosOnly = generation.cases.find((c: { name: string }) => c.name === 'bos_o
 const perplexityRuns = JSON.parse(fs.readFileSync(shared('fixtures/perplexity.json'), 'utf8')).runs;
 const storyF16 = perplexityRuns.find((r: { model_key: string; text: string }) => r.model_key === 'stories260K-f32' && r.text === 'story');
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(argv: string[], stdin?: string): Promise<Run> {
-  const out = { text: '', write: (t: string) => (out.text += t) };
-  const err = { text: '', write: (t: string) => (err.text += t) };
-  const code = await main(argv, { stdout: out, stderr: err, readStdin: async () => stdin });
-  return { code, stdout: out.text, stderr: err.text };
-}
 
 function json(r: Run): any {
   expect(r.stderr).toBe(''); // --json: nothing but the object

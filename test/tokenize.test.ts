@@ -5,10 +5,10 @@
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
 import { ModelError } from '../src/errors.js';
 import { DEFAULT_MODEL_PATH } from '../src/model.js';
 import { loadTokenizer } from '../src/tokenizers/index.js';
+import { run } from './helpers/cli.js';
 
 const shared = (p: string): string => fileURLToPath(new URL(`../../shared/${p}`, import.meta.url));
 const vocabFile = (name: string): string => shared(`models/llamacpp-vocab/ggml-vocab-${name}.gguf`);
@@ -23,18 +23,6 @@ function cases(base: string): { text: string; ids: number[] }[] {
   return inputs.map((text, i) => ({ text, ids: lines[i].trim() === '' ? [] : lines[i].trim().split(' ').map(Number) }));
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(argv: string[], stdin?: string): Promise<Run> {
-  const out = { text: '', write: (t: string) => (out.text += t) };
-  const err = { text: '', write: (t: string) => (err.text += t) };
-  const code = await main(argv, { stdout: out, stderr: err, readStdin: async () => stdin });
-  return { code, stdout: out.text, stderr: err.text };
-}
 
 describe('loadTokenizer', () => {
   it('reads a SentencePiece vocab-only GGUF and passes the first llama.cpp test cases', () => {

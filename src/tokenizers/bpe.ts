@@ -25,7 +25,8 @@ import {
   type GGUFFile,
 } from '../formats/gguf.js';
 import { EMPTY, TokenizerBase, utf8, type EncodeOptions } from './base.js';
-import { TokenType } from './vocab.js';
+import { PriorityQueue } from './heap.js';
+import { checkTokenTable, TokenType } from './vocab.js';
 
 export type { DecodeOptions, EncodeOptions, StreamDecoder } from './base.js';
 
@@ -57,18 +58,8 @@ export const BPE_DEFAULTS = { bos: 11, eos: 11, addBos: false, addEos: false } a
 
 /** Check a vocabulary's arrays and ids agree; `where` names the file in the message. */
 export function checkBpeVocab(vocab: BpeVocab, where: string): void {
-  const n = vocab.tokens.length;
-  if (n === 0) throw new ModelError('invalid_vocab', `${where}: the vocabulary has no tokens`);
-  if (vocab.types.length !== n) {
-    throw new ModelError('invalid_vocab', `${where}: ${vocab.types.length} token types for ${n} tokens`);
-  }
-  const ids: [string, number | undefined][] = [['bos', vocab.bos], ['eos', vocab.eos], ['unk', vocab.unk], ['pad', vocab.pad]];
-  for (const [name, id] of ids) {
-    if (id === undefined && (name === 'pad' || name === 'unk')) continue;
-    if (!Number.isInteger(id) || id! < 0 || id! >= n) {
-      throw new ModelError('invalid_vocab', `${where}: ${name} token id ${id} is outside the vocabulary of ${n} tokens`);
-    }
-  }
+  const { bos, eos, unk, pad } = vocab;
+  checkTokenTable(where, vocab.tokens, vocab.types, { bos, eos, unk, pad }, ['pad', 'unk']);
 }
 
 /** Build a byte-level BPE vocabulary from a GGUF file's tokenizer.ggml.* metadata. */
@@ -253,7 +244,8 @@ export class BpeTokenizer extends TokenizerBase {
       next[i] = i + 1 < n ? i + 1 : -1;
     }
 
-    const queue = new MergeQueue();
+    // candidate merges, lowest rank first, then the leftmost
+    const queue = new PriorityQueue<Merge>((a, b) => a.rank < b.rank || (a.rank === b.rank && a.left < b.left));
     const tryPair = (left: number, right: number): void => {
       if (left < 0 || right < 0) return;
       const text = sym[left] + sym[right];
@@ -301,46 +293,6 @@ interface Merge {
   rank: number;
 }
 
-/** A binary min-heap of candidate merges: lowest rank first, then the leftmost. */
-class MergeQueue {
-  private readonly heap: Merge[] = [];
-
-  private static before(a: Merge, b: Merge): boolean {
-    return a.rank < b.rank || (a.rank === b.rank && a.left < b.left);
-  }
-
-  push(m: Merge): void {
-    const h = this.heap;
-    let i = h.length;
-    h.push(m);
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!MergeQueue.before(m, h[parent])) break;
-      h[i] = h[parent];
-      i = parent;
-    }
-    h[i] = m;
-  }
-
-  pop(): Merge | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length === 0 || last === undefined) return top;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= h.length) break;
-      const r = l + 1;
-      const child = r < h.length && MergeQueue.before(h[r], h[l]) ? r : l;
-      if (!MergeQueue.before(h[child], last)) break;
-      h[i] = h[child];
-      i = child;
-    }
-    h[i] = last;
-    return top;
-  }
-}
 
 /** Replace unpaired surrogates with U+FFFD so that every character has a UTF-8 form. */
 function wellFormed(text: string): string {

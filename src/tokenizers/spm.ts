@@ -17,6 +17,7 @@
  */
 import { RequestError } from '../errors.js';
 import { EMPTY, TokenizerBase, utf8, type EncodeOptions } from './base.js';
+import { PriorityQueue } from './heap.js';
 import { checkVocab, SPACE_MARK, TokenType, type Vocab } from './vocab.js';
 
 export { vocabFromGGUF, TokenType, type Vocab } from './vocab.js';
@@ -110,7 +111,8 @@ export class SpmTokenizer extends TokenizerBase {
       at += width;
     }
 
-    const queue = new BigramQueue();
+    // candidate merges, highest score first, then the leftmost
+    const queue = new PriorityQueue<Bigram>((a, b) => a.score > b.score || (a.score === b.score && a.left < b.left));
     const scores = this.vocab.scores;
     const tryPair = (left: number, right: number): void => {
       if (left < 0 || right < 0) return;
@@ -152,46 +154,6 @@ interface Bigram {
   score: number;
 }
 
-/** A binary max-heap of candidate merges: highest score first, then the leftmost. */
-class BigramQueue {
-  private readonly heap: Bigram[] = [];
-
-  private static before(a: Bigram, b: Bigram): boolean {
-    return a.score > b.score || (a.score === b.score && a.left < b.left);
-  }
-
-  push(b: Bigram): void {
-    const h = this.heap;
-    let i = h.length;
-    h.push(b);
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!BigramQueue.before(b, h[parent])) break;
-      h[i] = h[parent];
-      i = parent;
-    }
-    h[i] = b;
-  }
-
-  pop(): Bigram | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length === 0 || last === undefined) return top;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= h.length) break;
-      const r = l + 1;
-      const child = r < h.length && BigramQueue.before(h[r], h[l]) ? r : l;
-      if (!BigramQueue.before(h[child], last)) break;
-      h[i] = h[child];
-      i = child;
-    }
-    h[i] = last;
-    return top;
-  }
-}
 
 function isHighSurrogate(c: number): boolean {
   return c >= 0xd800 && c <= 0xdbff;

@@ -46,22 +46,36 @@ export const SPACE_MARK = '\u2581';
 /** llama.cpp's defaults for an SPM vocabulary when the GGUF does not say otherwise. */
 export const SPM_DEFAULTS = { bos: 1, eos: 2, unk: 0, addBos: true, addEos: false, addSpacePrefix: true } as const;
 
-/** Check a vocabulary's arrays and ids agree; `where` names the file in the message. */
-export function checkVocab(vocab: Vocab, where: string): void {
-  const n = vocab.tokens.length;
+/**
+ * Check what every vocabulary shares: some tokens, one type per token, and special-token ids inside
+ * the vocabulary (those named in `optional` may be absent). `where` names the file in messages.
+ */
+export function checkTokenTable(
+  where: string,
+  tokens: readonly string[],
+  types: Int32Array,
+  ids: Record<string, number | undefined>,
+  optional: readonly string[],
+): void {
+  const n = tokens.length;
   if (n === 0) throw new ModelError('invalid_vocab', `${where}: the vocabulary has no tokens`);
-  if (vocab.scores.length !== n) {
-    throw new ModelError('invalid_vocab', `${where}: ${vocab.scores.length} scores for ${n} tokens`);
+  if (types.length !== n) {
+    throw new ModelError('invalid_vocab', `${where}: ${types.length} token types for ${n} tokens`);
   }
-  if (vocab.types.length !== n) {
-    throw new ModelError('invalid_vocab', `${where}: ${vocab.types.length} token types for ${n} tokens`);
-  }
-  const ids: [string, number | undefined][] = [['bos', vocab.bos], ['eos', vocab.eos], ['unk', vocab.unk], ['pad', vocab.pad]];
-  for (const [name, id] of ids) {
-    if (id === undefined && name === 'pad') continue;
+  for (const [name, id] of Object.entries(ids)) {
+    if (id === undefined && optional.includes(name)) continue;
     if (!Number.isInteger(id) || id! < 0 || id! >= n) {
       throw new ModelError('invalid_vocab', `${where}: ${name} token id ${id} is outside the vocabulary of ${n} tokens`);
     }
+  }
+}
+
+/** Check a vocabulary's arrays and ids agree; `where` names the file in the message. */
+export function checkVocab(vocab: Vocab, where: string): void {
+  const { bos, eos, unk, pad } = vocab;
+  checkTokenTable(where, vocab.tokens, vocab.types, { bos, eos, unk, pad }, ['pad']);
+  if (vocab.scores.length !== vocab.tokens.length) {
+    throw new ModelError('invalid_vocab', `${where}: ${vocab.scores.length} scores for ${vocab.tokens.length} tokens`);
   }
 }
 
