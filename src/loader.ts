@@ -13,7 +13,7 @@ import { llamaConfigFromGGUF, llamaConfigFromLlama2c, llamaTensorShapes, type Ll
 import { GGML_TYPE_NAMES } from './tensor/dtype.js';
 import type { Tensor } from './tensor/tensor.js';
 import { readLlama2cTokenizer } from './tokenizers/llama2c.js';
-import { vocabFromGGUF, type Vocab } from './tokenizers/spm.js';
+import { tokenizerFromGGUF, tokenizerFromVocab, type Tokenizer } from './tokenizers/index.js';
 
 export type ModelFile =
   | { format: 'gguf'; path: string; fileSize: number; file: GGUFFile; tensors: GGUFTensorInfo[] }
@@ -46,21 +46,22 @@ export function openModelFile(file: string): ModelFile {
 }
 
 /** The hyper-parameters of a model file (llama architecture only, for now). */
-export function modelConfig(model: ModelFile, vocab: Vocab): LlamaConfig {
+export function modelConfig(model: ModelFile, vocabSize: number): LlamaConfig {
   if (model.format === 'llama2c') return llamaConfigFromLlama2c(model.file.config, model.path);
   const arch = model.file.metadata.get('general.architecture');
   if (arch !== 'llama') {
     throw new ModelError('unsupported_architecture', `${model.path}: architecture '${String(arch)}' is not supported (supported: llama)`);
   }
-  return llamaConfigFromGGUF((key) => model.file.metadata.get(key), vocab.tokens.length, model.path);
+  return llamaConfigFromGGUF((key) => model.file.metadata.get(key), vocabSize, model.path);
 }
 
 /**
- * The tokenizer's vocabulary: GGUF files carry it; a llama2.c checkpoint needs a tokenizer.bin,
- * given or found beside the model (tokenizer.bin, or tok<vocab>.bin as llama2.c names small ones).
+ * The model's tokenizer: GGUF files carry it (any family loadTokenizer reads); a llama2.c
+ * checkpoint needs a tokenizer.bin, given or found beside the model (tokenizer.bin, or
+ * tok<vocab>.bin as llama2.c names small ones).
  */
-export function modelVocab(model: ModelFile, tokenizerPath?: string): Vocab {
-  if (model.format === 'gguf') return vocabFromGGUF(model.file);
+export function modelTokenizer(model: ModelFile, tokenizerPath?: string): Tokenizer {
+  if (model.format === 'gguf') return tokenizerFromGGUF(model.file);
   const vocabSize = model.file.config.vocabSize;
   const dir = path.dirname(model.path);
   const candidates = tokenizerPath ? [tokenizerPath] : [path.join(dir, 'tokenizer.bin'), path.join(dir, `tok${vocabSize}.bin`)];
@@ -68,7 +69,7 @@ export function modelVocab(model: ModelFile, tokenizerPath?: string): Vocab {
   if (!found) {
     throw new ModelError('missing_tokenizer', `${model.path}: a llama2.c checkpoint needs its tokenizer.bin; none found (looked for ${candidates.join(', ')}); pass one with --tokenizer`);
   }
-  return readLlama2cTokenizer(found, vocabSize);
+  return tokenizerFromVocab(readLlama2cTokenizer(found, vocabSize));
 }
 
 /** Check each tensor against the config and read it into backend memory. */

@@ -8,10 +8,10 @@ import type { Backend, BackendName } from './backend/backend.js';
 import { RequestError } from './errors.js';
 import { perplexity, type PerplexityResult } from './generation/perplexity.js';
 import { Sampler, type SamplingOptions } from './generation/sampler.js';
-import { loadLlamaWeights, modelConfig, modelVocab, openModelFile, type ModelFile } from './loader.js';
+import { loadLlamaWeights, modelConfig, modelTokenizer, openModelFile, type ModelFile } from './loader.js';
 import { LlamaModel, type LlamaConfig } from './models/llama.js';
 import type { CacheType } from './nn/kv-cache.js';
-import { SpmTokenizer } from './tokenizers/spm.js';
+import type { EncodeOptions, Tokenizer } from './tokenizers/index.js';
 
 /** The embedded default model: stories260K (a real TinyStories model, ~1 MB, MIT). */
 export const DEFAULT_MODEL_PATH = fileURLToPath(new URL('../models/stories260K.gguf', import.meta.url));
@@ -79,8 +79,8 @@ export async function loadModel(path: string = DEFAULT_MODEL_PATH, opts: LoadOpt
     throw new RequestError('invalid_cache_type', 'cacheType', `must be f32 or f16, got ${String(cacheType)}`);
   }
   const file = openModelFile(path);
-  const tokenizer = new SpmTokenizer(modelVocab(file, opts.tokenizer));
-  const config = modelConfig(file, tokenizer.vocab);
+  const tokenizer = modelTokenizer(file, opts.tokenizer);
+  const config = modelConfig(file, tokenizer.vocabSize);
   const contextLength = opts.contextLength ?? Math.min(config.context_length, 4096);
   if (!Number.isInteger(contextLength) || contextLength < 1) {
     throw new RequestError('invalid_context_length', 'contextLength', `must be a positive integer, got ${opts.contextLength}`);
@@ -107,10 +107,9 @@ export class Model {
     readonly path: string,
     file: ModelFile,
     private readonly net: LlamaModel,
-    readonly tokenizer: SpmTokenizer,
+    readonly tokenizer: Tokenizer,
     readonly backend: Backend,
   ) {
-    const vocab = tokenizer.vocab;
     this.info = {
       format: file.format,
       architecture: 'llama',
@@ -118,7 +117,7 @@ export class Model {
       parameterCount: file.tensors.reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0),
       config: net.config,
       tensors: file.tensors.map((t) => ({ name: t.name, dtype: t.dtype ?? `ggml type ${t.ggmlType}`, shape: t.shape })),
-      tokenizer: { model: vocab.model, vocabSize: vocab.tokens.length, bos: vocab.bos, eos: vocab.eos, addBos: vocab.addBos },
+      tokenizer: { model: tokenizer.model, vocabSize: tokenizer.vocabSize, bos: tokenizer.bos, eos: tokenizer.eos, addBos: tokenizer.addBos },
     };
   }
 
@@ -127,7 +126,7 @@ export class Model {
     return this.net.cache.length;
   }
 
-  tokenize(text: string, opts?: { addBos?: boolean; parseSpecial?: boolean }): number[] {
+  tokenize(text: string, opts?: EncodeOptions): number[] {
     return this.tokenizer.encode(text, opts);
   }
 
@@ -159,7 +158,8 @@ export class Model {
       throw new RequestError('invalid_max_tokens', 'maxTokens', `must be a non-negative integer, got ${opts.maxTokens}`);
     }
     const sampler = new Sampler(opts);
-    const promptTokens = typeof prompt === 'string' ? this.tokenize(prompt) : [...prompt];
+    // Prompts may hold special tokens written out (a rendered chat template does), so they are parsed.
+    const promptTokens = typeof prompt === 'string' ? this.tokenize(prompt, { parseSpecial: true }) : [...prompt];
     if (promptTokens.length === 0) throw new RequestError('empty_prompt', 'prompt', 'no tokens to start from (empty prompt without BOS)');
     if (promptTokens.length >= this.contextLength) {
       throw new RequestError('prompt_too_long', 'prompt', `${promptTokens.length} tokens do not fit the context of ${this.contextLength}`);
@@ -181,7 +181,7 @@ export class Model {
         break;
       }
       const id = sampler.sample(logits);
-      if (id === this.tokenizer.vocab.eos) {
+      if (this.tokenizer.endOfGeneration.has(id)) {
         stopReason = 'eos';
         break;
       }
@@ -222,10 +222,10 @@ export class Model {
     if (!Number.isInteger(ctx) || ctx > this.contextLength) {
       throw new RequestError('invalid_ctx_size', 'ctxSize', `must be an integer ≤ the context length ${this.contextLength}, got ${ctx}`);
     }
-    const tokens = this.tokenize(text, { addBos: true, parseSpecial: false });
+    const tokens = this.tokenize(text);
     const vocab = this.net.config.vocab_size;
     const batch = this.net.options.maxBatch;
-    return perplexity(tokens, ctx, this.tokenizer.vocab.bos, (chunk) => {
+    return perplexity(tokens, ctx, this.tokenizer.bos, (chunk) => {
       const all = new Float32Array(chunk.length * vocab);
       for (let start = 0; start < chunk.length; start += batch) {
         const part = chunk.slice(start, start + batch);

@@ -33,7 +33,7 @@ describe('loadTokenizer', () => {
     expect([tok.bos, tok.eos]).toEqual([1, 2]);
     const all = cases(base);
     expect(all.length).toBe(46);
-    for (const c of all.slice(0, 12)) expect(tok.encode(c.text, { addBos: false }), JSON.stringify(c.text)).toEqual(c.ids);
+    for (const c of all.slice(0, 12)) expect(tok.encode(c.text, { addSpecial: false, parseSpecial: true }), JSON.stringify(c.text)).toEqual(c.ids);
     expect(tok.encode('Hello world')[0]).toBe(1); // the vocabulary adds BOS
   });
 
@@ -117,12 +117,10 @@ describe('smallmind tokenize', () => {
     expect((await run(['tokenize', '--ids'], 'Once upon a time\n')).stdout).toBe('[1, 403, 407, 261, 378]\n');
   });
 
-  it('--parse-special / --no-parse-special decide whether "<s>" in the text is BOS', async () => {
-    const special = JSON.parse((await run(['tokenize', '--json', '--no-bos', '<s>'])).stdout).ids;
+  it('--parse-special decides whether "<s>" in the text is BOS (default: plain text)', async () => {
+    const special = JSON.parse((await run(['tokenize', '--json', '--no-bos', '--parse-special', '<s>'])).stdout).ids;
     expect(special).toEqual([1]);
-    const explicit = JSON.parse((await run(['tokenize', '--json', '--no-bos', '--parse-special', '<s>'])).stdout).ids;
-    expect(explicit).toEqual([1]);
-    const plain = JSON.parse((await run(['tokenize', '--json', '--no-bos', '--no-parse-special', '<s>'])).stdout).ids;
+    const plain = JSON.parse((await run(['tokenize', '--json', '--no-bos', '<s>'])).stdout).ids;
     expect(plain).not.toContain(1);
     expect(plain.length).toBeGreaterThan(1);
   });

@@ -27,9 +27,9 @@ const tok32000bin = new SpmTokenizer(readLlama2cTokenizer(shared('models/llama2c
 function checkFixture(tok: SpmTokenizer, cases: Case[]): void {
   expect(cases.length).toBe(35);
   for (const c of cases) {
-    expect(tok.encode(c.text), JSON.stringify(c.text)).toEqual(c.ids);
-    expect(tok.encode(c.text, { addBos: false }), JSON.stringify(c.text)).toEqual(c.ids_no_bos);
-    expect(tok.encode(c.text, { addBos: false, parseSpecial: false }), JSON.stringify(c.text)).toEqual(c.ids_no_bos_no_parse_special);
+    expect(tok.encode(c.text, { parseSpecial: true }), JSON.stringify(c.text)).toEqual(c.ids);
+    expect(tok.encode(c.text, { addSpecial: false, parseSpecial: true }), JSON.stringify(c.text)).toEqual(c.ids_no_bos);
+    expect(tok.encode(c.text, { addSpecial: false }), JSON.stringify(c.text)).toEqual(c.ids_no_bos_no_parse_special);
   }
 }
 
@@ -63,7 +63,7 @@ describe('GGUF vocabulary', () => {
     expect(inputs[3]).toBe(' ');
     for (let i = 0; i < inputs.length; i++) {
       const want = lines[i].trim() === '' ? [] : lines[i].trim().split(' ').map(Number);
-      expect(tok.encode(inputs[i], { addBos: false }), JSON.stringify(inputs[i])).toEqual(want);
+      expect(tok.encode(inputs[i], { addSpecial: false }), JSON.stringify(inputs[i])).toEqual(want);
     }
   });
 
@@ -108,7 +108,7 @@ describe('GGUF vocabulary', () => {
         'tokenizer.ggml.add_space_prefix': { type: 'bool', value: false },
       }))));
       expect(flags.encode('ab a')).toEqual([7, 6, 2]);
-      expect(flags.encode('ab', { addBos: true })).toEqual([1, 7, 2]);
+      expect(flags.encode('ab', { addSpecial: false })).toEqual([7]);
       expect(flags.decode([4, 7, 6])).toBe('aab a'); // no space prefix: nothing stripped
       const untyped = vocabFromGGUF(readGGUF(write('untyped', {}, ['tokenizer.ggml.token_type', 'tokenizer.ggml.scores'])));
       expect([...untyped.types]).toEqual([1, 1, 1, 1, 1, 1, 1, 1]);
@@ -182,7 +182,7 @@ describe('SpmTokenizer', () => {
       for (const c of fixture.tokenizers['llama-spm-32000'].cases) {
         // Special parsing off: "<s>" in the text stays text, so the round trip is exact.
         expect(tok.decode(tok.encode(c.text, { parseSpecial: false }))).toBe(c.text);
-        expect(tok.decode(tok.encode(c.text, { addBos: false, parseSpecial: false }))).toBe(c.text);
+        expect(tok.decode(tok.encode(c.text, { addSpecial: false }))).toBe(c.text);
       }
     }
   });
@@ -190,7 +190,7 @@ describe('SpmTokenizer', () => {
   it('keeps a leading U+FEFF (a token of the 32000 vocabulary) and treats lone surrogates as U+FFFD', () => {
     const bom = tok32000.vocab.tokens.indexOf('\ufeff');
     expect(bom).toBeGreaterThan(0);
-    expect(tok32000.encode('\ufeffhi', { addBos: false, parseSpecial: false })).toEqual([29871, bom, 2918]);
+    expect(tok32000.encode('\ufeffhi', { addSpecial: false })).toEqual([29871, bom, 2918]);
     expect(tok32000.decode([1, bom, 2918])).toBe('\ufeffhi');
     expect(tok32000.encode('a\ud800b')).toEqual(tok32000.encode('a\ufffdb'));
   });
@@ -211,7 +211,7 @@ describe('SpmTokenizer', () => {
 
   it('streams text only when a character is complete', () => {
     // "😀 smile" with 512 tokens: ▁, four byte tokens for the emoji, then ▁s m il e.
-    const ids = tok512bin.encode('😀 smile', { addBos: false });
+    const ids = tok512bin.encode('😀 smile', { addSpecial: false });
     expect(ids).toEqual([410, 243, 162, 155, 131, 262, 423, 290, 411]);
     const stream = tok512bin.createStreamDecoder();
     expect(ids.map((id) => stream.push(id))).toEqual([' ', '', '', '', '😀', ' s', 'm', 'il', 'e']);

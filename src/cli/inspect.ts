@@ -5,7 +5,7 @@
 import { Command } from 'commander';
 import { SmallMindError } from '../errors.js';
 import type { GGUFFile, GGUFValue } from '../formats/gguf.js';
-import { modelConfig, modelVocab, openModelFile, type ModelFile } from '../loader.js';
+import { modelConfig, modelTokenizer, openModelFile, type ModelFile } from '../loader.js';
 import { DEFAULT_MODEL_PATH } from '../model.js';
 import { llamaConfigFromLlama2c } from '../models/llama.js';
 import { GGML_TYPE_NAMES } from '../tensor/dtype.js';
@@ -67,7 +67,7 @@ export function inspectModel(file: string, tokenizerPath?: string, stringLimit =
 function ggufConfig(model: ModelFile & { format: 'gguf' }, architecture: string): Record<string, number | string | boolean> {
   if (architecture === 'llama') {
     try {
-      return { ...modelConfig(model, modelVocab(model)) };
+      return { ...modelConfig(model, modelTokenizer(model).vocabSize) };
     } catch (err) {
       if (!(err instanceof SmallMindError)) throw err;
       // Fall through: show what the file has even when it would not load.
@@ -101,8 +101,8 @@ function ggufTokenizer(gguf: GGUFFile): InspectReport['tokenizer'] {
 
 function describeVocab(model: ModelFile, tokenizerPath?: string): Pick<InspectReport, 'tokenizer' | 'tokenizerNote'> {
   try {
-    const vocab = modelVocab(model, tokenizerPath);
-    return { tokenizer: { model: vocab.model, vocabSize: vocab.tokens.length, bos: vocab.bos, eos: vocab.eos, addBos: vocab.addBos } };
+    const tok = modelTokenizer(model, tokenizerPath);
+    return { tokenizer: { model: tok.model, vocabSize: tok.vocabSize, bos: tok.bos, eos: tok.eos, addBos: tok.addBos } };
   } catch (err) {
     if (!(err instanceof SmallMindError)) throw err;
     return { tokenizer: null, tokenizerNote: err.message };

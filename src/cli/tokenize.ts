@@ -4,9 +4,9 @@
  * tokenizer.bin, or a tokenizer file given alone.
  */
 import { Command, Option } from 'commander';
-import { openModelFile, modelVocab } from '../loader.js';
+import { openModelFile, modelTokenizer } from '../loader.js';
 import { DEFAULT_MODEL_PATH } from '../model.js';
-import { isGGUFFile, loadTokenizer, tokenizerFromVocab, type Tokenizer } from '../tokenizers/index.js';
+import { isGGUFFile, loadTokenizer, type Tokenizer } from '../tokenizers/index.js';
 import type { CliIO } from './io.js';
 import { jsonOption, modelOption } from './options.js';
 
@@ -25,7 +25,7 @@ export function tokenizerForFlags(flags: { model?: string; tokenizer?: string })
   const modelPath = flags.model ?? DEFAULT_MODEL_PATH;
   if (isGGUFFile(modelPath)) return loadTokenizer(flags.tokenizer ?? modelPath);
   // A llama2.c checkpoint: its tokenizer.bin (given, or found beside it) read with its vocab size.
-  return tokenizerFromVocab(modelVocab(openModelFile(modelPath), flags.tokenizer));
+  return modelTokenizer(openModelFile(modelPath), flags.tokenizer);
 }
 
 /** A token's text as llama-tokenize shows it: special tokens spelled out, bytes decoded (U+FFFD when partial). */
@@ -42,16 +42,15 @@ export function tokenizeCommand(io: CliIO): Command {
     .addOption(modelOption())
     .addOption(new Option('--tokenizer <file>', 'tokenizer file: GGUF (model or vocab-only) or llama2.c tokenizer.bin; default: the model\'s'))
     .addOption(new Option('--ids', 'print only the ids, as a [1, 2, 3] list'))
-    .addOption(new Option('--no-bos', 'do not add BOS (default: as the vocabulary says)'))
-    .addOption(new Option('--parse-special', 'turn special tokens written in the text (e.g. "<s>") into their ids (default)'))
-    .addOption(new Option('--no-parse-special', 'tokenize special tokens\' text as plain text'))
+    .addOption(new Option('--no-bos', 'add neither BOS nor EOS (default: as the vocabulary\'s add_bos/add_eos say)'))
+    .addOption(new Option('--parse-special', 'turn special tokens written in the text (e.g. "<s>") into their ids (default: plain text)'))
     .addOption(jsonOption())
     .action(async (textArg: string | undefined, flags: TokenizeFlags) => {
       // Piped text loses one trailing newline, as in generate.
       const text = textArg ?? (await io.readStdin())?.replace(/\n$/, '') ?? '';
       const tok = tokenizerForFlags(flags);
-      // --no-bos forces BOS off; otherwise the vocabulary's add_bos_token decides.
-      const ids = tok.encode(text, { addBos: flags.bos ? undefined : false, parseSpecial: flags.parseSpecial });
+      // --no-bos turns BOS/EOS off; otherwise the vocabulary's add_bos/add_eos flags decide.
+      const ids = tok.encode(text, { addSpecial: flags.bos, parseSpecial: flags.parseSpecial });
       if (flags.json) {
         io.stdout.write(`${JSON.stringify({ ids, pieces: ids.map((id) => pieceText(tok, id)) })}\n`);
       } else if (flags.ids) {

@@ -7,9 +7,9 @@ import { RequestError } from '../errors.js';
 import { TokenType } from './vocab.js';
 
 export interface EncodeOptions {
-  /** Put BOS first (default: the vocabulary's add_bos flag). */
-  addBos?: boolean;
-  /** Turn special tokens written in the text (e.g. "<s>") into their ids (default true). */
+  /** Add BOS/EOS where the vocabulary's add_bos/add_eos flags say (default true); false adds neither. */
+  addSpecial?: boolean;
+  /** Turn control tokens written in the text (e.g. "<s>") into their ids (default false: plain text). */
   parseSpecial?: boolean;
 }
 

@@ -26,7 +26,7 @@ import {
 } from '../formats/gguf.js';
 import { EMPTY, TokenizerBase, utf8, type EncodeOptions } from './base.js';
 import { PriorityQueue } from './heap.js';
-import { checkTokenTable, TokenType } from './vocab.js';
+import { checkTokenTable, optionalTokenId, TokenType } from './vocab.js';
 
 export type { DecodeOptions, EncodeOptions, StreamDecoder } from './base.js';
 
@@ -49,6 +49,8 @@ export interface BpeVocab {
   eos: number;
   unk?: number;
   pad?: number;
+  /** End of turn (tokenizer.ggml.eot_token_id), where the model has one. */
+  eot?: number;
   addBos: boolean;
   addEos: boolean;
 }
@@ -95,11 +97,9 @@ export function bpeVocabFromGGUF(file: GGUFFile): BpeVocab {
     addBos: getOptionalBool(file, 'tokenizer.ggml.add_bos_token') ?? BPE_DEFAULTS.addBos,
     addEos: getOptionalBool(file, 'tokenizer.ggml.add_eos_token') ?? BPE_DEFAULTS.addEos,
   };
-  // Converters write -1 (or 2^32-1) for "none"; keep only ids inside the vocabulary.
-  const unk = getOptionalNumber(file, 'tokenizer.ggml.unknown_token_id');
-  if (unk !== undefined && unk >= 0 && unk < n) vocab.unk = unk;
-  const pad = getOptionalNumber(file, 'tokenizer.ggml.padding_token_id');
-  if (pad !== undefined && pad >= 0 && pad < n) vocab.pad = pad;
+  vocab.unk = optionalTokenId(file, 'tokenizer.ggml.unknown_token_id', n);
+  vocab.pad = optionalTokenId(file, 'tokenizer.ggml.padding_token_id', n);
+  vocab.eot = optionalTokenId(file, 'tokenizer.ggml.eot_token_id', n);
   checkBpeVocab(vocab, where);
   return vocab;
 }
@@ -190,10 +190,10 @@ export class BpeTokenizer extends TokenizerBase {
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const addBos = opts.addBos ?? this.vocab.addBos;
-    const parseSpecial = opts.parseSpecial ?? true;
+    const addSpecial = opts.addSpecial ?? true;
+    const parseSpecial = opts.parseSpecial ?? false;
     const out: number[] = [];
-    if (addBos) out.push(this.vocab.bos);
+    if (addSpecial && this.vocab.addBos) out.push(this.vocab.bos);
     for (const part of this.splitSpecials(wellFormed(text), parseSpecial)) {
       if (typeof part === 'number') {
         out.push(part);
@@ -201,7 +201,7 @@ export class BpeTokenizer extends TokenizerBase {
       }
       for (const word of preTokenize(part, this.vocab.pre)) this.encodeWord(word, out);
     }
-    if (this.vocab.addEos) out.push(this.vocab.eos);
+    if (addSpecial && this.vocab.addEos) out.push(this.vocab.eos);
     return out;
   }
 

@@ -5,25 +5,37 @@
  */
 import fs from 'node:fs';
 import { FormatError, ModelError } from '../errors.js';
-import { GGUF_MAGIC, getOptionalString, readGGUF } from '../formats/gguf.js';
+import { GGUF_MAGIC, getOptionalString, readGGUF, type GGUFFile } from '../formats/gguf.js';
 import { BpeTokenizer, bpeVocabFromGGUF, type BpeVocab } from './bpe.js';
 import { readLlama2cTokenizer } from './llama2c.js';
 import { SpmTokenizer, type DecodeOptions, type EncodeOptions, type StreamDecoder } from './spm.js';
-import { vocabFromGGUF, type Vocab } from './vocab.js';
+import { TokenType, vocabFromGGUF, type Vocab } from './vocab.js';
 
 export type { DecodeOptions, EncodeOptions, StreamDecoder } from './spm.js';
 
 export interface Tokenizer {
-  /** 'llama' (SentencePiece) or 'gpt2' (byte-level BPE): tokenizer.ggml.model. */
-  readonly model: 'llama' | 'gpt2';
+  /**
+   * The family: 'llama' (SentencePiece-style, spaces as "▁", byte fallback), 'gpt2' (byte-level
+   * BPE) or 'bert' (WordPiece), as GGUF's tokenizer.ggml.model names them.
+   */
+  readonly model: 'llama' | 'gpt2' | 'bert';
   encode(text: string, opts?: EncodeOptions): number[];
   decode(ids: readonly number[], opts?: DecodeOptions): string;
   /** The bytes a token contributes to printed text (control and unknown tokens: nothing). */
   piece(id: number): Uint8Array;
+  /** The token's entry in the vocabulary as stored (e.g. "<s>", "▁the", "Ġthe"). */
+  tokenText(id: number): string;
   createStreamDecoder(opts?: DecodeOptions): StreamDecoder;
   readonly vocabSize: number;
   readonly bos: number;
   readonly eos: number;
+  /** Whether encode adds BOS / EOS by default (the vocabulary's add_bos/add_eos flags). */
+  readonly addBos: boolean;
+  readonly addEos: boolean;
+  /** Tokens that end a generated turn: EOS, EOT and the chat formats' end-of-turn tokens (llama.cpp's EOG set). */
+  readonly endOfGeneration: ReadonlySet<number>;
+  /** The model's own Jinja chat template (GGUF tokenizer.chat_template, tokenizer_config.json chat_template), if any. */
+  readonly chatTemplate?: string;
 }
 
 export interface LoadTokenizerOptions {
@@ -32,18 +44,39 @@ export interface LoadTokenizerOptions {
 }
 
 /** A Tokenizer over a vocabulary already read (SPM for 'llama', byte-level BPE for 'gpt2'). */
-export function tokenizerFromVocab(vocab: Vocab | BpeVocab): Tokenizer {
+export function tokenizerFromVocab(vocab: Vocab | BpeVocab, chatTemplate?: string): Tokenizer {
   const inner = vocab.model === 'gpt2' ? new BpeTokenizer(vocab) : new SpmTokenizer(vocab);
   return {
     model: vocab.model,
     encode: (text, opts) => inner.encode(text, opts),
     decode: (ids, opts) => inner.decode(ids, opts),
     piece: (id) => inner.piece(id),
+    tokenText: (id) => {
+      inner.piece(id); // checks the id
+      return vocab.tokens[id];
+    },
     createStreamDecoder: (opts) => inner.createStreamDecoder(opts),
     vocabSize: vocab.tokens.length,
     bos: vocab.bos,
     eos: vocab.eos,
+    addBos: vocab.addBos,
+    addEos: vocab.addEos,
+    endOfGeneration: endOfGenerationIds(vocab.tokens, vocab.types, [vocab.eos, vocab.eot]),
+    chatTemplate,
   };
+}
+
+/** Texts of control tokens that end a turn in common chat formats, besides EOS (as llama.cpp lists them). */
+const END_OF_TURN_TEXTS = new Set(['<|eot_id|>', '<|im_end|>', '<|end|>', '<end_of_turn>', '<|endoftext|>', '<EOT>', '_<EOT>', '<｜end▁of▁sentence｜>', '<|eom_id|>', '<|return|>', '<|call|>']);
+
+/** The ids that end generation: the given ids (EOS, EOT) and control tokens with an end-of-turn text. */
+export function endOfGenerationIds(tokens: readonly string[], types: Int32Array, ids: readonly (number | undefined)[]): Set<number> {
+  const out = new Set<number>();
+  for (const id of ids) if (id !== undefined && id >= 0 && id < tokens.length) out.add(id);
+  for (let id = 0; id < tokens.length; id++) {
+    if (types[id] === TokenType.control && END_OF_TURN_TEXTS.has(tokens[id])) out.add(id);
+  }
+  return out;
 }
 
 /** Whether `path` starts with the GGUF magic; FormatError 'cannot_open' when it cannot be read. */
@@ -69,12 +102,18 @@ export function isGGUFFile(path: string): boolean {
 export function loadTokenizer(path: string, opts: LoadTokenizerOptions = {}): Tokenizer {
   if (isGGUFFile(path)) {
     const file = readGGUF(path);
-    const model = getOptionalString(file, 'tokenizer.ggml.model');
-    if (model === undefined || model === 'llama') return tokenizerFromVocab(vocabFromGGUF(file)); // missing: its missing_key error
-    if (model === 'gpt2') return tokenizerFromVocab(bpeVocabFromGGUF(file));
-    throw new ModelError('unsupported_tokenizer', `${path}: tokenizer.ggml.model "${model}" is not supported (supported: llama, gpt2)`);
+    return tokenizerFromGGUF(file);
   }
   return tokenizerFromVocab(readLlama2cTokenizer(path, opts.vocabSize ?? llama2cTokenCount(path)));
+}
+
+/** The tokenizer a GGUF file's tokenizer.ggml.* metadata describes, with its chat template. */
+export function tokenizerFromGGUF(file: GGUFFile): Tokenizer {
+  const model = getOptionalString(file, 'tokenizer.ggml.model');
+  const chatTemplate = getOptionalString(file, 'tokenizer.chat_template');
+  if (model === undefined || model === 'llama') return tokenizerFromVocab(vocabFromGGUF(file), chatTemplate); // missing: its missing_key error
+  if (model === 'gpt2') return tokenizerFromVocab(bpeVocabFromGGUF(file), chatTemplate);
+  throw new ModelError('unsupported_tokenizer', `${file.path}: tokenizer.ggml.model "${model}" is not supported (supported: llama, gpt2)`);
 }
 
 /**

@@ -46,10 +46,10 @@ export class SpmTokenizer extends TokenizerBase {
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const addBos = opts.addBos ?? this.vocab.addBos;
-    const parseSpecial = opts.parseSpecial ?? true;
+    const addSpecial = opts.addSpecial ?? true;
+    const parseSpecial = opts.parseSpecial ?? false;
     const out: number[] = [];
-    if (addBos) out.push(this.vocab.bos);
+    if (addSpecial && this.vocab.addBos) out.push(this.vocab.bos);
     // A lone surrogate cannot be written as UTF-8; treat it as U+FFFD, as TextEncoder would.
     const clean = wellFormed(text);
     // The text at the start, and after each special token, gets its own space prefix.
@@ -64,7 +64,7 @@ export class SpmTokenizer extends TokenizerBase {
         afterSpecial = false;
       }
     }
-    if (this.vocab.addEos) out.push(this.vocab.eos);
+    if (addSpecial && this.vocab.addEos) out.push(this.vocab.eos);
     return out;
   }
 

@@ -35,6 +35,8 @@ export interface Vocab {
   eos: number;
   unk: number;
   pad?: number;
+  /** End of turn (tokenizer.ggml.eot_token_id), where the model has one. */
+  eot?: number;
   addBos: boolean;
   addEos: boolean;
   addSpacePrefix: boolean;
@@ -79,6 +81,15 @@ export function checkVocab(vocab: Vocab, where: string): void {
   }
 }
 
+/**
+ * An optional special-token id. Converters write -1 (or 2^32-1) for "none", so an id outside the
+ * vocabulary reads as absent.
+ */
+export function optionalTokenId(file: GGUFFile, key: string, vocabSize: number): number | undefined {
+  const id = getOptionalNumber(file, key);
+  return id !== undefined && id >= 0 && id < vocabSize ? id : undefined;
+}
+
 /** Build the vocabulary from a GGUF file's tokenizer.ggml.* metadata. */
 export function vocabFromGGUF(file: GGUFFile): Vocab {
   const where = file.path;
@@ -104,9 +115,8 @@ export function vocabFromGGUF(file: GGUFFile): Vocab {
     addEos: getOptionalBool(file, 'tokenizer.ggml.add_eos_token') ?? SPM_DEFAULTS.addEos,
     addSpacePrefix: getOptionalBool(file, 'tokenizer.ggml.add_space_prefix') ?? SPM_DEFAULTS.addSpacePrefix,
   };
-  const pad = getOptionalNumber(file, 'tokenizer.ggml.padding_token_id');
-  // Some converters write -1 (or 2^32-1) for "no pad token"; keep only ids inside the vocabulary.
-  if (pad !== undefined && pad >= 0 && pad < n) vocab.pad = pad;
+  vocab.pad = optionalTokenId(file, 'tokenizer.ggml.padding_token_id', n);
+  vocab.eot = optionalTokenId(file, 'tokenizer.ggml.eot_token_id', n);
   checkVocab(vocab, where);
   return vocab;
 }
