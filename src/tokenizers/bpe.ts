@@ -43,8 +43,17 @@ export interface BpeVocab {
   tokens: string[];
   /** 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte (see TokenType). */
   types: Int32Array;
-  /** Merge rules "left right", highest priority first (rank = index). */
-  merges: string[];
+  /** Merge rules "left right" (GGUF) or [left, right] (tokenizer.json), highest priority first (rank = index). */
+  merges: (string | readonly [string, string])[];
+  /**
+   * true (default): a word is its UTF-8 bytes written in GPT-2's byte alphabet. false: a word is
+   * its Unicode characters as they are (SentencePiece-style BPE from tokenizer.json, spaces "▁").
+   */
+  byteLevel?: boolean;
+  /** With byteLevel false: a character that is not a token becomes its "<0xXX>" byte tokens. */
+  byteFallback?: boolean;
+  /** A word that is itself a token is emitted whole, without merging (Llama 3; HF ignore_merges). */
+  ignoreMerges?: boolean;
   bos: number;
   eos: number;
   unk?: number;
@@ -185,7 +194,9 @@ export class BpeTokenizer extends TokenizerBase {
     const { tokens, merges } = vocab;
     for (let id = 0; id < tokens.length; id++) this.ids.set(tokens[id], id);
     for (let r = 0; r < merges.length; r++) {
-      if (!this.ranks.has(merges[r])) this.ranks.set(merges[r], r);
+      const m = merges[r];
+      const key = typeof m === 'string' ? m : `${m[0]} ${m[1]}`;
+      if (!this.ranks.has(key)) this.ranks.set(key, r);
     }
   }
 
