@@ -30,6 +30,14 @@ export class SpmTokenizer extends TokenizerBase {
   private readonly ids = new Map<string, number>();
   /** The token for each byte value, used when a character is not in the vocabulary. */
   private readonly byteIds = new Int32Array(256);
+  /**
+   * Whether no token has a "▁" right after another character. Then no merge can cross the start
+   * of a word (a "▁" after a non-"▁"), so each word can be encoded on its own, and remembered:
+   * the same ids as merging the whole fragment at once, many times faster on real text.
+   */
+  private readonly wordsIndependent: boolean;
+  /** Words remembered with their ids (when wordsIndependent); cleared when it grows past WORD_CACHE_LIMIT. */
+  private readonly cache = new Map<string, number[]>();
 
   constructor(vocab: Vocab) {
     checkVocab(vocab, 'tokenizer');
@@ -37,6 +45,7 @@ export class SpmTokenizer extends TokenizerBase {
     this.vocab = vocab;
     const { tokens } = vocab;
     for (let id = 0; id < tokens.length; id++) this.ids.set(tokens[id], id);
+    this.wordsIndependent = !tokens.some((t) => WORD_INSIDE_TOKEN.test(t));
 
     for (let b = 0; b < 256; b++) {
       const hex = `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`;
@@ -60,7 +69,7 @@ export class SpmTokenizer extends TokenizerBase {
         afterSpecial = true;
       } else {
         const prefixed = this.vocab.addSpacePrefix && afterSpecial ? ' ' + part : part;
-        this.encodeFragment(prefixed.replaceAll(' ', SPACE_MARK), out);
+        this.encodeText(prefixed.replaceAll(' ', SPACE_MARK), out);
         afterSpecial = false;
       }
     }
@@ -87,6 +96,28 @@ export class SpmTokenizer extends TokenizerBase {
       default:
         // Unused and undefined tokens print nothing, as in llama.cpp.
         return EMPTY;
+    }
+  }
+
+  /** Encode a fragment whose spaces are already U+2581: word by word where that gives the same ids. */
+  private encodeText(text: string, out: number[]): void {
+    if (!this.wordsIndependent) {
+      this.encodeFragment(text, out);
+      return;
+    }
+    let from = 0;
+    for (let at = 1; at <= text.length; at++) {
+      if (at < text.length && !(text[at] === SPACE_MARK && text[at - 1] !== SPACE_MARK)) continue;
+      const word = text.slice(from, at);
+      from = at;
+      let ids = this.cache.get(word);
+      if (!ids) {
+        ids = [];
+        this.encodeFragment(word, ids);
+        if (this.cache.size >= WORD_CACHE_LIMIT) this.cache.clear();
+        this.cache.set(word, ids);
+      }
+      for (const id of ids) out.push(id);
     }
   }
 
@@ -144,6 +175,12 @@ export class SpmTokenizer extends TokenizerBase {
     }
   }
 }
+
+/** A "▁" after another character: a token holding one could span the start of a word. */
+const WORD_INSIDE_TOKEN = /[^\u2581]\u2581/;
+
+/** Words remembered with their ids; the cache is cleared when it grows past this. */
+const WORD_CACHE_LIMIT = 50_000;
 
 interface Bigram {
   left: number;
