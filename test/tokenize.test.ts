@@ -3,25 +3,31 @@
  * `smallmind tokenize` command run in-process.
  */
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ModelError } from '../src/errors.js';
+import { readGGUF, typedMetadata } from '../src/formats/gguf.js';
+import { writeGGUF } from '../src/formats/gguf-writer.js';
 import { DEFAULT_MODEL_PATH } from '../src/model.js';
 import { loadTokenizer } from '../src/tokenizers/index.js';
 import { run } from './helpers/cli.js';
+import { llamaCppCases } from './helpers/vocab.js';
 
 const shared = (p: string): string => fileURLToPath(new URL(`../../shared/${p}`, import.meta.url));
 const vocabFile = (name: string): string => shared(`models/llamacpp-vocab/ggml-vocab-${name}.gguf`);
 const tok512 = shared('models/stories260K/tok512.bin');
 
-/** llama.cpp's .inp/.out test pairs: inputs split by "\n__ggml_vocab_test__\n", one line of ids (no BOS) each. */
-function cases(base: string): { text: string; ids: number[] }[] {
-  const inputs = fs.readFileSync(`${base}.inp`, 'utf8').split('\n__ggml_vocab_test__\n');
-  inputs.pop();
-  const lines = fs.readFileSync(`${base}.out`, 'utf8').split('\n');
-  lines.pop();
-  return inputs.map((text, i) => ({ text, ids: lines[i].trim() === '' ? [] : lines[i].trim().split(' ').map(Number) }));
+/** A vocab file whose tokenizer.ggml.model ("t5") we do not support: bert-bge's, renamed. */
+function unsupportedVocab(): string {
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'smallmind-t5-')), 'ggml-vocab-t5.gguf');
+  const meta = typedMetadata(readGGUF(vocabFile('bert-bge')));
+  meta.set('tokenizer.ggml.model', { type: 'string', value: 't5' });
+  writeGGUF(out, meta, []);
+  return out;
 }
+
 
 
 describe('loadTokenizer', () => {
@@ -31,7 +37,7 @@ describe('loadTokenizer', () => {
     expect(tok.model).toBe('llama');
     expect(tok.vocabSize).toBe(32000);
     expect([tok.bos, tok.eos]).toEqual([1, 2]);
-    const all = cases(base);
+    const all = llamaCppCases(base);
     expect(all.length).toBe(46);
     for (const c of all.slice(0, 12)) expect(tok.encode(c.text, { addSpecial: false, parseSpecial: true }), JSON.stringify(c.text)).toEqual(c.ids);
     expect(tok.encode('Hello world')[0]).toBe(1); // the vocabulary adds BOS
@@ -42,7 +48,7 @@ describe('loadTokenizer', () => {
     const tok = loadTokenizer(base);
     expect(tok.model).toBe('gpt2');
     expect(tok.vocabSize).toBe(50257);
-    const all = cases(base);
+    const all = llamaCppCases(base);
     expect(all.length).toBe(46);
     for (const c of all.slice(0, 12)) expect(tok.encode(c.text), JSON.stringify(c.text)).toEqual(c.ids);
     const ids = tok.encode('Hello world');
@@ -68,7 +74,7 @@ describe('loadTokenizer', () => {
   });
 
   it('rejects an unsupported tokenizer model, naming file and model', () => {
-    const file = vocabFile('bert-bge');
+    const file = unsupportedVocab();
     let err: unknown;
     try {
       loadTokenizer(file);
@@ -77,7 +83,7 @@ describe('loadTokenizer', () => {
     }
     expect(err).toBeInstanceOf(ModelError);
     expect((err as ModelError).code).toBe('unsupported_tokenizer');
-    expect((err as ModelError).message).toContain('bert');
+    expect((err as ModelError).message).toContain('t5');
     expect((err as ModelError).message).toContain(file);
   });
 
@@ -137,7 +143,7 @@ describe('smallmind tokenize', () => {
   });
 
   it('reports an unsupported tokenizer as a JSON error with exit status 1', async () => {
-    const r = await run(['tokenize', '--json', '--tokenizer', vocabFile('bert-bge'), 'hi']);
+    const r = await run(['tokenize', '--json', '--tokenizer', unsupportedVocab(), 'hi']);
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout).error.code).toBe('unsupported_tokenizer');
   });

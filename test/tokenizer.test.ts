@@ -6,6 +6,7 @@ import { readGGUF } from '../src/formats/gguf.js';
 import { writeGGUF, type GGUFWriteValue } from '../src/formats/gguf-writer.js';
 import { readLlama2cTokenizer } from '../src/tokenizers/llama2c.js';
 import { SpmTokenizer, TokenType, vocabFromGGUF, type Vocab } from '../src/tokenizers/spm.js';
+import { llamaCppCases } from './helpers/vocab.js';
 
 const shared = (p: string): string => fileURLToPath(new URL(`../../shared/${p}`, import.meta.url));
 
@@ -51,20 +52,11 @@ describe('GGUF vocabulary', () => {
   it("passes llama.cpp's own test: ggml-vocab-llama-spm.gguf .inp/.out", () => {
     const base = shared('models/llamacpp-vocab/ggml-vocab-llama-spm.gguf');
     const tok = new SpmTokenizer(vocabFromGGUF(readGGUF(base)));
-    // Each input is followed by "\n__ggml_vocab_test__\n"; the last split piece is the empty tail.
-    const inputs = fs.readFileSync(`${base}.inp`, 'utf8').split('\n__ggml_vocab_test__\n');
-    expect(inputs.pop()).toBe('');
-    // One line per input: the ids without BOS, each preceded by a space; the file ends with a newline.
-    const lines = fs.readFileSync(`${base}.out`, 'utf8').split('\n');
-    expect(lines.pop()).toBe('');
-    expect(inputs.length).toBe(46);
-    expect(lines.length).toBe(46);
-    expect(inputs[2]).toBe('');
-    expect(inputs[3]).toBe(' ');
-    for (let i = 0; i < inputs.length; i++) {
-      const want = lines[i].trim() === '' ? [] : lines[i].trim().split(' ').map(Number);
-      expect(tok.encode(inputs[i], { addSpecial: false }), JSON.stringify(inputs[i])).toEqual(want);
-    }
+    const all = llamaCppCases(base);
+    expect(all.length).toBe(46);
+    expect(all[2].text).toBe('');
+    expect(all[3].text).toBe(' ');
+    for (const c of all) expect(tok.encode(c.text, { addSpecial: false }), JSON.stringify(c.text)).toEqual(c.ids);
   });
 
   it('reads the same vocabulary as the llama2.c files, with llama.cpp defaults for absent keys', () => {

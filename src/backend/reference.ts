@@ -4,7 +4,7 @@
  */
 import type { AttentionParams, Backend, RopeParams } from './backend.js';
 import { byteSize, type DType } from '../tensor/dtype.js';
-import { f32ToBf16, bf16ToF32, f16ToF32, f32ToF16, roundF16 } from '../tensor/f16.js';
+import { f32ToBf16, bf16ToF32, f32ToF16, roundF16 } from '../tensor/f16.js';
 import { dequantize, quantizeQ8_0 } from '../tensor/quant.js';
 import { numel, Tensor, type Shape } from '../tensor/tensor.js';
 

@@ -40,7 +40,7 @@ export function tokenizeCommand(io: CliIO): Command {
     .description('print the tokens of a text (no text: read stdin when piped)')
     .argument('[text]', 'the text to tokenize')
     .addOption(modelOption())
-    .addOption(new Option('--tokenizer <file>', 'tokenizer file: GGUF (model or vocab-only) or llama2.c tokenizer.bin; default: the model\'s'))
+    .addOption(new Option('--tokenizer <file>', 'tokenizer: GGUF (model or vocab-only), llama2.c tokenizer.bin, or Hugging Face tokenizer.json / vocab.json / a folder with them; default: the model\'s'))
     .addOption(new Option('--ids', 'print only the ids, as a [1, 2, 3] list'))
     .addOption(new Option('--no-bos', 'add neither BOS nor EOS (default: as the vocabulary\'s add_bos/add_eos say)'))
     .addOption(new Option('--parse-special', 'turn special tokens written in the text (e.g. "<s>") into their ids (default: plain text)'))

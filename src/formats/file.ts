@@ -203,3 +203,19 @@ export class FileReader {
     this.pos += n;
   }
 }
+
+/**
+ * Write `data` to `${path}.tmp-<pid>`, then rename it over `path`: a crash or an error never leaves
+ * a half-written file under the real name. Failures are FormatErrors naming `path`.
+ */
+export function writeFileAtomic(path: string, data: string | Uint8Array): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, path);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    const missingFolder = (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+    throw new FormatError('cannot_write', path, missingFolder ? 'its folder does not exist' : describeIoError(err));
+  }
+}

@@ -26,6 +26,12 @@ export interface StreamDecoder {
 }
 
 export const utf8 = new TextEncoder();
+
+/** Replace unpaired surrogates with U+FFFD (as TextEncoder would) so that every character has a UTF-8 form. */
+export function wellFormed(text: string): string {
+  if (!/[\ud800-\udfff]/.test(text)) return text;
+  return text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+}
 export const EMPTY = new Uint8Array(0);
 
 export abstract class TokenizerBase {

@@ -1,21 +1,29 @@
 /**
- * Byte-level BPE tokenization (the GPT-2 family, GGUF tokenizer.ggml.model = "gpt2") the way
- * llama.cpp's llm_tokenizer_bpe does it, so our token ids equal llama.cpp's:
+ * BPE tokenization the way llama.cpp's llm_tokenizer_bpe does it, so our token ids equal
+ * llama.cpp's (GGUF tokenizer.ggml.model = "gpt2"), and the BPE model of Hugging Face
+ * tokenizer.json files (byte-level like GPT-2, or on characters with byte fallback like Llama 2):
  *
  *   1. Split the text around special tokens written literally in it (control tokens such as
  *      "<|endoftext|>" when parseSpecial is on, user-defined tokens always), longest first.
- *   2. Split each text fragment into words with the pre-tokenizer's regular expressions
- *      (tokenizer.ggml.pre; "gpt-2" and "default" are supported).
- *   3. Write each word's UTF-8 bytes as GPT-2's printable characters (one character per byte,
- *      the bytes→unicode table), start from one symbol per byte and repeatedly merge the adjacent
- *      pair with the lowest merge rank (tokenizer.ggml.merges order; ties: the leftmost pair).
- *   4. Each final symbol is its token.
+ *   2. Normalize each text fragment (an optional hook) and split it into words: by the
+ *      pre-tokenizer's regular expressions (tokenizer.ggml.pre, see pretokenizers.ts), or by a hook.
+ *   3. A word that is itself a token is emitted whole when the vocabulary says ignore_merges.
+ *   4. Otherwise start from one symbol per unit (byte-level: each UTF-8 byte, written as GPT-2's
+ *      printable character for it; else: each Unicode character) and repeatedly merge the adjacent
+ *      pair with the lowest merge rank (the merge list's order; ties: the leftmost pair).
+ *   5. Each final symbol is its token. One that is not (a byte or character the vocabulary lacks)
+ *      becomes byte tokens: GPT-2 characters, or "<0xXX>" with byte fallback; else unk.
  *
- * Decoding maps the printable characters back to bytes; control and unknown tokens print as
- * nothing unless asked for. Unlike llama.cpp's detokenizer we never "clean up" spaces, so
+ * Symbols are numbers, not strings: every token text and every string a merge rule names gets an
+ * id (token ids first), and the merge rules become a hash table from a pair of ids to the rank and
+ * the merged id. Words are remembered with their ids, so real text mostly costs one lookup a word.
+ *
+ * Decoding maps GPT-2's characters back to bytes (byte-level), or "▁" to a space and "<0xXX>"
+ * tokens to their byte (character level). Control and unknown tokens print as nothing unless
+ * asked for. Unlike llama.cpp's detokenizer we never "clean up" spaces, so byte-level
  * decode(encode(s)) === s.
  */
-import { ModelError, RequestError } from '../errors.js';
+import { ModelError } from '../errors.js';
 import {
   getNumberArray,
   getOptionalBool,
@@ -24,22 +32,20 @@ import {
   getStringArray,
   type GGUFFile,
 } from '../formats/gguf.js';
-import { EMPTY, TokenizerBase, utf8, type EncodeOptions } from './base.js';
+import { EMPTY, TokenizerBase, utf8, wellFormed, type EncodeOptions } from './base.js';
 import { PriorityQueue } from './heap.js';
-import { checkTokenTable, optionalTokenId, TokenType } from './vocab.js';
+import { checkPreTokenizer, forEachWord, preTokenizerDefaults, type BpePreTokenizer } from './pretokenizers.js';
+import { checkTokenTable, optionalTokenId, SPACE_MARK, TokenType } from './vocab.js';
 
 export type { DecodeOptions, EncodeOptions, StreamDecoder } from './base.js';
-
-/** The pre-tokenizers (tokenizer.ggml.pre) we implement. */
-export const BPE_PRETOKENIZERS = ['gpt-2', 'default'] as const;
-export type BpePreTokenizer = (typeof BPE_PRETOKENIZERS)[number];
+export { BPE_PRETOKENIZERS, preTokenize, type BpePreTokenizer } from './pretokenizers.js';
 
 export interface BpeVocab {
-  /** tokenizer.ggml.model; only 'gpt2' (byte-level BPE) is supported here. */
+  /** tokenizer.ggml.model: 'gpt2' for every BPE vocabulary. */
   model: 'gpt2';
   /** tokenizer.ggml.pre ('default' when the file does not say). */
   pre: BpePreTokenizer;
-  /** Token texts in GPT-2's byte alphabet (a space is "Ġ"). */
+  /** Token texts: in GPT-2's byte alphabet (a space is "Ġ") when byte-level, else as they print ("▁" a space). */
   tokens: string[];
   /** 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte (see TokenType). */
   types: Int32Array;
@@ -64,6 +70,16 @@ export interface BpeVocab {
   addEos: boolean;
 }
 
+/** Hooks for vocabularies whose text handling is not a GGUF pre-tokenizer (tokenizer.json files). */
+export interface BpeTokenizerOptions {
+  /** Applied to each text fragment between special tokens before splitting (e.g. spaces to "▁"). */
+  normalize?: (text: string) => string;
+  /** Cuts a normalized fragment into words; replaces the regular expressions of vocab.pre. */
+  split?: (text: string) => string[];
+  /** decode drops one space at the start of the text (what a normalizer that prepends "▁" added). */
+  stripsSpacePrefix?: boolean;
+}
+
 /** llama.cpp's defaults for a gpt2 vocabulary when the GGUF does not say otherwise. */
 export const BPE_DEFAULTS = { bos: 11, eos: 11, addBos: false, addEos: false } as const;
 
@@ -71,9 +87,10 @@ export const BPE_DEFAULTS = { bos: 11, eos: 11, addBos: false, addEos: false } a
 export function checkBpeVocab(vocab: BpeVocab, where: string): void {
   const { bos, eos, unk, pad } = vocab;
   checkTokenTable(where, vocab.tokens, vocab.types, { bos, eos, unk, pad }, ['pad', 'unk']);
+  checkPreTokenizer(vocab.pre, where);
 }
 
-/** Build a byte-level BPE vocabulary from a GGUF file's tokenizer.ggml.* metadata. */
+/** Build a BPE vocabulary from a GGUF file's tokenizer.ggml.* metadata. */
 export function bpeVocabFromGGUF(file: GGUFFile): BpeVocab {
   const where = file.path;
   const model = getOptionalString(file, 'tokenizer.ggml.model');
@@ -81,13 +98,8 @@ export function bpeVocabFromGGUF(file: GGUFFile): BpeVocab {
   if (model !== 'gpt2') {
     throw new ModelError('unsupported_tokenizer', `${where}: tokenizer.ggml.model "${model}" is not a byte-level BPE tokenizer (expected gpt2)`);
   }
-  const pre = getOptionalString(file, 'tokenizer.ggml.pre') ?? 'default';
-  if (!(BPE_PRETOKENIZERS as readonly string[]).includes(pre)) {
-    throw new ModelError(
-      'unsupported_pretokenizer',
-      `${where}: tokenizer.ggml.pre "${pre}" is not supported (supported: ${BPE_PRETOKENIZERS.join(', ')})`,
-    );
-  }
+  const pre = checkPreTokenizer(getOptionalString(file, 'tokenizer.ggml.pre') ?? 'default', where);
+  const defaults = preTokenizerDefaults(pre);
   const tokens = getStringArray(file, 'tokenizer.ggml.tokens');
   const n = tokens.length;
   const types = file.metadata.has('tokenizer.ggml.token_type') ? getNumberArray(file, 'tokenizer.ggml.token_type') : undefined;
@@ -97,13 +109,14 @@ export function bpeVocabFromGGUF(file: GGUFFile): BpeVocab {
   const merges = getStringArray(file, 'tokenizer.ggml.merges');
   const vocab: BpeVocab = {
     model: 'gpt2',
-    pre: pre as BpePreTokenizer,
+    pre,
     tokens,
     types: types ? Int32Array.from(types) : new Int32Array(n).fill(TokenType.normal),
     merges,
+    ignoreMerges: defaults.ignoreMerges,
     bos: getOptionalNumber(file, 'tokenizer.ggml.bos_token_id') ?? BPE_DEFAULTS.bos,
     eos: getOptionalNumber(file, 'tokenizer.ggml.eos_token_id') ?? BPE_DEFAULTS.eos,
-    addBos: getOptionalBool(file, 'tokenizer.ggml.add_bos_token') ?? BPE_DEFAULTS.addBos,
+    addBos: getOptionalBool(file, 'tokenizer.ggml.add_bos_token') ?? defaults.addBos,
     addEos: getOptionalBool(file, 'tokenizer.ggml.add_eos_token') ?? BPE_DEFAULTS.addEos,
   };
   vocab.unk = optionalTokenId(file, 'tokenizer.ggml.unknown_token_id', n);
@@ -117,9 +130,9 @@ export function bpeVocabFromGGUF(file: GGUFFile): BpeVocab {
 // GPT-2's byte alphabet: printable bytes stand for themselves, the other 68 become U+0100...
 
 /** The character standing for each byte value. */
-const BYTE_TO_CHAR: string[] = [];
+export const BYTE_TO_CHAR: string[] = [];
 /** Code point -> byte value, the inverse of BYTE_TO_CHAR. */
-const CHAR_TO_BYTE = new Map<number, number>();
+export const CHAR_TO_BYTE = new Map<number, number>();
 {
   const printable = (b: number): boolean => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
   let extra = 0;
@@ -130,73 +143,115 @@ const CHAR_TO_BYTE = new Map<number, number>();
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Pre-tokenizers. llama.cpp's whitespace is Python's str.isspace(), which differs from JS's \s
-// (it includes U+001C..U+001F and U+0085, and not U+FEFF), so the class is spelled out.
+/** "<0xXX>", SentencePiece's name for a byte token. */
+const byteTokenText = (b: number): string => `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`;
+const BYTE_TOKEN = /^<0x([0-9A-Fa-f]{2})>$/;
 
-const WS = '\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
-const GPT2_WORDS = `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^${WS}\\p{L}\\p{N}]+|[${WS}]+(?![^${WS}])`;
+// ---------------------------------------------------------------------------------------------
 
 /**
- * Each pre-tokenizer is a list of regular expressions applied in turn: every expression splits
- * each piece left by the previous one into its matches and the text between them (kept as pieces).
+ * The merge rules as a hash table from a pair of symbol ids to the rule's rank and the id of the
+ * merged symbol (open addressing, linear probing; the first rule for a pair wins, as in llama.cpp).
  */
-const PRETOKENIZER_REGEXES: Record<BpePreTokenizer, RegExp[]> = {
-  'gpt-2': [new RegExp(`${GPT2_WORDS}|[${WS}]+`, 'gu')],
-  default: [
-    new RegExp('[\\p{P}\\$\\+<=>\\^~\\|]+', 'gu'),
-    new RegExp(GPT2_WORDS, 'gu'),
-    new RegExp('\\p{N}+', 'gu'),
-    new RegExp('[0-9][0-9][0-9]', 'gu'),
-  ],
-};
+class MergeTable {
+  private readonly left: Int32Array;
+  private readonly right: Int32Array;
+  readonly rank: Int32Array;
+  readonly merged: Int32Array;
+  private readonly mask: number;
 
-function splitWith(pieces: string[], re: RegExp): string[] {
-  const out: string[] = [];
-  for (const piece of pieces) {
-    let from = 0;
-    for (const m of piece.matchAll(re)) {
-      if (m[0].length === 0) continue;
-      const at = m.index!;
-      if (at > from) out.push(piece.slice(from, at));
-      out.push(m[0]);
-      from = at + m[0].length;
-    }
-    if (from < piece.length) out.push(piece.slice(from));
+  constructor(capacity: number) {
+    let size = 16;
+    while (size < capacity * 1.5) size *= 2; // at most 2/3 full: short probes
+    this.left = new Int32Array(size).fill(-1);
+    this.right = new Int32Array(size);
+    this.rank = new Int32Array(size);
+    this.merged = new Int32Array(size);
+    this.mask = size - 1;
   }
-  return out;
+
+  /** The slot holding (left, right), or the empty slot where it would go. */
+  private slot(left: number, right: number): number {
+    let h = Math.imul(left, 0x9e3779b1) ^ right;
+    h = Math.imul(h ^ (h >>> 15), 0x85ebca6b);
+    h = (h ^ (h >>> 13)) & this.mask;
+    while (this.left[h] !== -1 && (this.left[h] !== left || this.right[h] !== right)) h = (h + 1) & this.mask;
+    return h;
+  }
+
+  add(left: number, right: number, rank: number, merged: number): void {
+    const h = this.slot(left, right);
+    if (this.left[h] !== -1) return;
+    this.left[h] = left;
+    this.right[h] = right;
+    this.rank[h] = rank;
+    this.merged[h] = merged;
+  }
+
+  /** The slot of the rule for (left, right), or -1 when there is none. */
+  find(left: number, right: number): number {
+    const h = this.slot(left, right);
+    return this.left[h] === -1 ? -1 : h;
+  }
 }
 
-/** The words the pre-tokenizer cuts `text` into (they concatenate back to `text`). */
-export function preTokenize(text: string, pre: BpePreTokenizer): string[] {
-  let pieces = text.length > 0 ? [text] : [];
-  for (const re of PRETOKENIZER_REGEXES[pre]) pieces = splitWith(pieces, re);
-  return pieces;
-}
-
-// ---------------------------------------------------------------------------------------------
-
+/** A symbol merged into its left neighbour. */
+const GONE = -2;
+/** A character that is no token and no merge operand (it can only fall back to bytes or unk). */
+const NO_SYMBOL = -1;
+/** Queue keys are rank * 2^32 + position: lowest rank first, then leftmost. */
+const RANK_SCALE = 2 ** 32;
 /** Words remembered with their ids; cleared when it grows past this. */
 const WORD_CACHE_LIMIT = 50_000;
+/** Longer words (whole texts, when nothing splits them) are not remembered. */
+const WORD_CACHE_MAX_LENGTH = 128;
 
 export class BpeTokenizer extends TokenizerBase {
   readonly vocab: BpeVocab;
-  /** Token text -> id. Later ids win on duplicates, as in llama.cpp's token_to_id map. */
-  private readonly ids = new Map<string, number>();
-  /** "left right" -> rank (index in the merges list; the first occurrence wins). */
-  private readonly ranks = new Map<string, number>();
+  private readonly byteLevel: boolean;
+  private readonly normalize?: (text: string) => string;
+  /** Calls its visitor with each word of a normalized fragment. */
+  private readonly forEachWord: (text: string, visit: (word: string) => void) => void;
+  private readonly stripsPrefix: boolean;
+  /** Symbol text -> symbol id: token ids (later ids win on duplicates, as llama.cpp), then other strings merges name. */
+  private readonly symbols = new Map<string, number>();
+  private readonly merges: MergeTable;
+  /** Byte-level: the symbol of each byte's character. */
+  private readonly byteSymbols = new Int32Array(256);
+  /** What a byte of a symbol that is no token becomes: a token id, or -1 for nothing. */
+  private readonly byteFallbackIds = new Int32Array(256);
   private readonly cache = new Map<string, number[]>();
 
-  constructor(vocab: BpeVocab) {
+  constructor(vocab: BpeVocab, opts: BpeTokenizerOptions = {}) {
     checkBpeVocab(vocab, 'tokenizer');
     super(vocab);
     this.vocab = vocab;
-    const { tokens, merges } = vocab;
-    for (let id = 0; id < tokens.length; id++) this.ids.set(tokens[id], id);
-    for (let r = 0; r < merges.length; r++) {
-      const m = merges[r];
-      const key = typeof m === 'string' ? m : `${m[0]} ${m[1]}`;
-      if (!this.ranks.has(key)) this.ranks.set(key, r);
+    this.byteLevel = vocab.byteLevel ?? true;
+    this.normalize = opts.normalize;
+    const split = opts.split;
+    this.forEachWord = split
+      ? (text, visit) => {
+          for (const word of split(text)) visit(word);
+        }
+      : (text, visit) => forEachWord(text, vocab.pre, visit);
+    this.stripsPrefix = opts.stripsSpacePrefix ?? false;
+
+    const { tokens } = vocab;
+    for (let id = 0; id < tokens.length; id++) this.symbols.set(tokens[id], id);
+    this.merges = new MergeTable(vocab.merges.length);
+    for (let rank = 0; rank < vocab.merges.length; rank++) {
+      const [left, right] = splitMerge(vocab.merges[rank]);
+      this.merges.add(this.symbolOf(left), this.symbolOf(right), rank, this.symbolOf(left + right));
+    }
+
+    const unk = vocab.unk ?? -1;
+    for (let b = 0; b < 256; b++) {
+      if (this.byteLevel) {
+        this.byteSymbols[b] = this.symbolOf(BYTE_TO_CHAR[b]);
+        this.byteFallbackIds[b] = this.tokenId(BYTE_TO_CHAR[b]) ?? unk;
+      } else {
+        this.byteFallbackIds[b] = (vocab.byteFallback ? this.tokenId(byteTokenText(b)) : undefined) ?? unk;
+      }
     }
   }
 
@@ -205,108 +260,174 @@ export class BpeTokenizer extends TokenizerBase {
     const parseSpecial = opts.parseSpecial ?? false;
     const out: number[] = [];
     if (addSpecial && this.vocab.addBos) out.push(this.vocab.bos);
+    const encodeWord = (word: string): void => this.encodeWord(word, out);
     for (const part of this.splitSpecials(wellFormed(text), parseSpecial)) {
-      if (typeof part === 'number') {
-        out.push(part);
-        continue;
-      }
-      for (const word of preTokenize(part, this.vocab.pre)) this.encodeWord(word, out);
+      if (typeof part === 'number') out.push(part);
+      else this.forEachWord(this.normalize ? this.normalize(part) : part, encodeWord);
     }
     if (addSpecial && this.vocab.addEos) out.push(this.vocab.eos);
     return out;
   }
 
-  protected override pieceOf(id: number): Uint8Array {
-    const text = this.vocab.tokens[id];
-    switch (this.vocab.types[id]) {
-      case TokenType.normal: {
-        const out: number[] = [];
-        for (const ch of text) {
-          const b = CHAR_TO_BYTE.get(ch.codePointAt(0)!);
-          // A character outside the byte alphabet (llama.cpp would fail here): print it as is.
-          if (b === undefined) out.push(...utf8.encode(ch));
-          else out.push(b);
-        }
-        return Uint8Array.from(out);
-      }
-      case TokenType.userDefined:
-        return utf8.encode(text);
-      default:
-        // Unused, undefined and byte tokens print nothing in a gpt2 vocabulary.
-        return EMPTY;
-    }
+  protected override get stripsSpacePrefix(): boolean {
+    return this.stripsPrefix;
   }
 
-  /** BPE over one pre-tokenized word: one symbol per UTF-8 byte, merged lowest rank first. */
+  protected override pieceOf(id: number): Uint8Array {
+    const text = this.vocab.tokens[id];
+    const type = this.vocab.types[id];
+    if (type === TokenType.userDefined) return utf8.encode(text);
+    if (this.byteLevel) return type === TokenType.normal ? gpt2Bytes(text) : EMPTY; // unused, undefined and byte tokens print nothing
+    const byte = BYTE_TOKEN.exec(text);
+    if (byte && (type === TokenType.byte || this.vocab.byteFallback)) return Uint8Array.of(parseInt(byte[1], 16));
+    return type === TokenType.normal ? utf8.encode(text.replaceAll(SPACE_MARK, ' ')) : EMPTY;
+  }
+
+  /** The id of token `text`, if it is one. */
+  private tokenId(text: string): number | undefined {
+    const id = this.symbols.get(text);
+    return id !== undefined && id < this.vocab.tokens.length ? id : undefined;
+  }
+
+  /** The symbol id of `text`, given a new one past the tokens when it is not a token. */
+  private symbolOf(text: string): number {
+    let id = this.symbols.get(text);
+    if (id === undefined) {
+      id = this.vocab.tokens.length + this.symbols.size;
+      this.symbols.set(text, id);
+    }
+    return id;
+  }
+
+  /** The ids of one pre-tokenized word, appended to `out`. */
   private encodeWord(word: string, out: number[]): void {
     const cached = this.cache.get(word);
     if (cached) {
       for (const id of cached) out.push(id);
       return;
     }
+    const ids = this.byteLevel ? this.encodeBytes(word) : this.encodeChars(word);
+    if (word.length <= WORD_CACHE_MAX_LENGTH) {
+      if (this.cache.size >= WORD_CACHE_LIMIT) this.cache.clear();
+      this.cache.set(word, ids);
+    }
+    for (const id of ids) out.push(id);
+  }
+
+  /** Byte-level BPE: one symbol per UTF-8 byte. */
+  private encodeBytes(word: string): number[] {
     const bytes = utf8.encode(word);
-    const n = bytes.length;
-    const sym: string[] = new Array(n);
+    if (this.vocab.ignoreMerges) {
+      let text = '';
+      for (const b of bytes) text += BYTE_TO_CHAR[b];
+      const id = this.tokenId(text);
+      if (id !== undefined) return [id];
+    }
+    const sym = new Int32Array(bytes.length);
+    for (let i = 0; i < bytes.length; i++) sym[i] = this.byteSymbols[bytes[i]];
+    const next = this.mergeSymbols(sym);
+    const ids: number[] = [];
+    for (let i = 0; i !== -1; i = next[i]) {
+      if (this.isToken(sym[i])) {
+        ids.push(sym[i]);
+        continue;
+      }
+      // Not a token (a merge whose result the vocabulary lacks, or a byte it lacks): byte by byte.
+      const end = next[i] === -1 ? bytes.length : next[i];
+      for (let b = i; b < end; b++) this.pushFallback(bytes[b], ids);
+    }
+    return ids;
+  }
+
+  /** Character-level BPE: one symbol per Unicode character. */
+  private encodeChars(word: string): number[] {
+    if (this.vocab.ignoreMerges) {
+      const id = this.tokenId(word);
+      if (id !== undefined) return [id];
+    }
+    const chars = Array.from(word);
+    const sym = new Int32Array(chars.length);
+    for (let i = 0; i < chars.length; i++) sym[i] = this.symbols.get(chars[i]) ?? NO_SYMBOL;
+    const next = this.mergeSymbols(sym);
+    const ids: number[] = [];
+    for (let i = 0; i !== -1; i = next[i]) {
+      if (this.isToken(sym[i])) {
+        ids.push(sym[i]);
+        continue;
+      }
+      const end = next[i] === -1 ? chars.length : next[i];
+      const text = chars.slice(i, end).join('');
+      if (this.vocab.byteFallback) for (const b of utf8.encode(text)) this.pushFallback(b, ids);
+      else if (this.vocab.unk !== undefined) ids.push(this.vocab.unk);
+    }
+    return ids;
+  }
+
+  private isToken(symbol: number): boolean {
+    return symbol >= 0 && symbol < this.vocab.tokens.length;
+  }
+
+  private pushFallback(byte: number, ids: number[]): void {
+    const id = this.byteFallbackIds[byte];
+    if (id >= 0) ids.push(id);
+  }
+
+  /**
+   * Merge adjacent symbols in place, lowest rank first (ties: leftmost), until no pair has a rule.
+   * Returns the chain of survivors: next[i] is the symbol after i (-1 at the end), starting at 0.
+   */
+  private mergeSymbols(sym: Int32Array): Int32Array {
+    const n = sym.length;
     const prev = new Int32Array(n);
     const next = new Int32Array(n);
     for (let i = 0; i < n; i++) {
-      sym[i] = BYTE_TO_CHAR[bytes[i]];
       prev[i] = i - 1;
       next[i] = i + 1 < n ? i + 1 : -1;
     }
-
-    // candidate merges, lowest rank first, then the leftmost
-    const queue = new PriorityQueue<Merge>((a, b) => a.rank < b.rank || (a.rank === b.rank && a.left < b.left));
-    const tryPair = (left: number, right: number): void => {
-      if (left < 0 || right < 0) return;
-      const text = sym[left] + sym[right];
-      const rank = this.ranks.get(sym[left] + ' ' + sym[right]);
-      if (rank !== undefined) queue.push({ left, right, text, rank });
+    const merges = this.merges;
+    const queue = new PriorityQueue<number>((a, b) => a < b);
+    const consider = (left: number): void => {
+      const right = next[left];
+      if (right < 0 || sym[left] < 0 || sym[right] < 0) return;
+      const slot = merges.find(sym[left], sym[right]);
+      if (slot >= 0) queue.push(merges.rank[slot] * RANK_SCALE + left);
     };
-    for (let i = 1; i < n; i++) tryPair(i - 1, i);
+    for (let i = 0; i + 1 < n; i++) consider(i);
 
-    for (let m = queue.pop(); m; m = queue.pop()) {
-      // Skip pairs whose symbols changed since the pair was queued (merged away or grown).
-      if (sym[m.left] === '' || sym[m.right] === '' || next[m.left] !== m.right || sym[m.left] + sym[m.right] !== m.text) continue;
-      sym[m.left] = m.text;
-      sym[m.right] = '';
-      next[m.left] = next[m.right];
-      if (next[m.right] >= 0) prev[next[m.right]] = m.left;
-      tryPair(prev[m.left], m.left);
-      tryPair(m.left, next[m.left]);
+    for (let key = queue.pop(); key !== undefined; key = queue.pop()) {
+      const left = key % RANK_SCALE;
+      const right = next[left];
+      if (sym[left] < 0 || right < 0 || sym[right] < 0) continue;
+      // A queued pair is stale when either symbol has grown since; ranks name pairs uniquely, so
+      // the pair now at `left` is the queued one exactly when its rule has the queued rank.
+      const slot = merges.find(sym[left], sym[right]);
+      if (slot < 0 || merges.rank[slot] !== (key - left) / RANK_SCALE) continue;
+      sym[left] = merges.merged[slot];
+      sym[right] = GONE;
+      next[left] = next[right];
+      if (next[right] >= 0) prev[next[right]] = left;
+      if (prev[left] >= 0) consider(prev[left]);
+      consider(left);
     }
-
-    const ids: number[] = [];
-    for (let i = 0; i !== -1 && n > 0; i = next[i]) {
-      const id = this.ids.get(sym[i]);
-      if (id !== undefined) {
-        ids.push(id);
-        continue;
-      }
-      // A symbol that is not a token (a merge the vocabulary lacks, or a byte it lacks): one token
-      // per byte character, skipping bytes that have none (or unk where the vocabulary has one).
-      for (const ch of sym[i]) {
-        const b = this.ids.get(ch) ?? this.vocab.unk;
-        if (b !== undefined) ids.push(b);
-      }
-    }
-    if (this.cache.size >= WORD_CACHE_LIMIT) this.cache.clear();
-    this.cache.set(word, ids);
-    for (const id of ids) out.push(id);
+    return next;
   }
 }
 
-interface Merge {
-  left: number;
-  right: number;
-  /** The merged text, to detect stale entries. */
-  text: string;
-  rank: number;
+/** A merge rule's two sides: [left, right] as given, or "left right" split at the first space after the first character. */
+function splitMerge(merge: string | readonly [string, string]): readonly [string, string] {
+  if (typeof merge !== 'string') return merge;
+  const at = merge.indexOf(' ', 1);
+  return at < 0 ? [merge, ''] : [merge.slice(0, at), merge.slice(at + 1)];
 }
 
-
-/** Replace unpaired surrogates with U+FFFD so that every character has a UTF-8 form. */
-function wellFormed(text: string): string {
-  if (!/[\ud800-\udfff]/.test(text)) return text;
-  return text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+/** The bytes a token written in GPT-2's byte alphabet stands for. */
+function gpt2Bytes(text: string): Uint8Array {
+  const out: number[] = [];
+  for (const ch of text) {
+    const b = CHAR_TO_BYTE.get(ch.codePointAt(0)!);
+    // A character outside the byte alphabet (llama.cpp would fail here): print it as is.
+    if (b === undefined) out.push(...utf8.encode(ch));
+    else out.push(b);
+  }
+  return Uint8Array.from(out);
 }

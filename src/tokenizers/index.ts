@@ -1,15 +1,17 @@
 /**
  * One interface over SmallMind's tokenizers, and `loadTokenizer(path)` to get one from a file on
  * its own (no weights): a GGUF file (a model, or one of llama.cpp's vocab-only files) by its
- * tokenizer.ggml.model, or a llama2.c tokenizer.bin.
+ * tokenizer.ggml.model, a llama2.c tokenizer.bin, or Hugging Face files (tokenizer.json, vocab.json).
  */
 import fs from 'node:fs';
 import { FormatError, ModelError } from '../errors.js';
 import { GGUF_MAGIC, getOptionalString, readGGUF, type GGUFFile } from '../formats/gguf.js';
-import { BpeTokenizer, bpeVocabFromGGUF, type BpeVocab } from './bpe.js';
+import { BpeTokenizer, bpeVocabFromGGUF, type BpeTokenizerOptions, type BpeVocab } from './bpe.js';
+import { loadHfTokenizer } from './hf.js';
 import { readLlama2cTokenizer } from './llama2c.js';
 import { SpmTokenizer, type DecodeOptions, type EncodeOptions, type StreamDecoder } from './spm.js';
 import { TokenType, vocabFromGGUF, type Vocab } from './vocab.js';
+import { WordPieceTokenizer, wordPieceVocabFromGGUF, type WordPieceVocab } from './wordpiece.js';
 
 export type { DecodeOptions, EncodeOptions, StreamDecoder } from './spm.js';
 
@@ -43,9 +45,13 @@ export interface LoadTokenizerOptions {
   vocabSize?: number;
 }
 
-/** A Tokenizer over a vocabulary already read (SPM for 'llama', byte-level BPE for 'gpt2'). */
-export function tokenizerFromVocab(vocab: Vocab | BpeVocab, chatTemplate?: string): Tokenizer {
-  const inner = vocab.model === 'gpt2' ? new BpeTokenizer(vocab) : new SpmTokenizer(vocab);
+/**
+ * A Tokenizer over a vocabulary already read (SPM for 'llama', BPE for 'gpt2', WordPiece for
+ * 'bert'); `bpeOptions` are a BPE vocabulary's normalize/split hooks (tokenizer.json files).
+ */
+export function tokenizerFromVocab(vocab: Vocab | BpeVocab | WordPieceVocab, chatTemplate?: string, bpeOptions?: BpeTokenizerOptions): Tokenizer {
+  const inner =
+    vocab.model === 'gpt2' ? new BpeTokenizer(vocab, bpeOptions) : vocab.model === 'bert' ? new WordPieceTokenizer(vocab) : new SpmTokenizer(vocab);
   return {
     model: vocab.model,
     encode: (text, opts) => inner.encode(text, opts),
@@ -61,7 +67,7 @@ export function tokenizerFromVocab(vocab: Vocab | BpeVocab, chatTemplate?: strin
     eos: vocab.eos,
     addBos: vocab.addBos,
     addEos: vocab.addEos,
-    endOfGeneration: endOfGenerationIds(vocab.tokens, vocab.types, [vocab.eos, vocab.eot]),
+    endOfGeneration: endOfGenerationIds(vocab.tokens, vocab.types, [vocab.eos, vocab.model === 'bert' ? undefined : vocab.eot]),
     chatTemplate,
   };
 }
@@ -98,8 +104,17 @@ export function isGGUFFile(path: string): boolean {
   return n === 4 && magic.toString('latin1') === GGUF_MAGIC;
 }
 
-/** The tokenizer in a GGUF file (model or vocab-only) or a llama2.c tokenizer.bin. */
+/** Hugging Face files: a folder (tokenizer.json, or vocab.json + merges.txt) or a .json file. */
+function isHfTokenizerPath(path: string): boolean {
+  return path.endsWith('.json') || (fs.existsSync(path) && fs.statSync(path).isDirectory());
+}
+
+/**
+ * The tokenizer in a GGUF file (model or vocab-only), a llama2.c tokenizer.bin, or Hugging Face
+ * files: a folder with tokenizer.json (or vocab.json + merges.txt), a tokenizer.json, a vocab.json.
+ */
 export function loadTokenizer(path: string, opts: LoadTokenizerOptions = {}): Tokenizer {
+  if (isHfTokenizerPath(path)) return loadHfTokenizer(path);
   if (isGGUFFile(path)) {
     const file = readGGUF(path);
     return tokenizerFromGGUF(file);
@@ -109,11 +124,16 @@ export function loadTokenizer(path: string, opts: LoadTokenizerOptions = {}): To
 
 /** The tokenizer a GGUF file's tokenizer.ggml.* metadata describes, with its chat template. */
 export function tokenizerFromGGUF(file: GGUFFile): Tokenizer {
+  return tokenizerFromVocab(ggufVocab(file), getOptionalString(file, 'tokenizer.chat_template'));
+}
+
+/** The vocabulary in a GGUF file, of the family its tokenizer.ggml.model names. */
+export function ggufVocab(file: GGUFFile): Vocab | BpeVocab | WordPieceVocab {
   const model = getOptionalString(file, 'tokenizer.ggml.model');
-  const chatTemplate = getOptionalString(file, 'tokenizer.chat_template');
-  if (model === undefined || model === 'llama') return tokenizerFromVocab(vocabFromGGUF(file), chatTemplate); // missing: its missing_key error
-  if (model === 'gpt2') return tokenizerFromVocab(bpeVocabFromGGUF(file), chatTemplate);
-  throw new ModelError('unsupported_tokenizer', `${file.path}: tokenizer.ggml.model "${model}" is not supported (supported: llama, gpt2)`);
+  if (model === undefined || model === 'llama') return vocabFromGGUF(file); // missing: its missing_key error
+  if (model === 'gpt2') return bpeVocabFromGGUF(file);
+  if (model === 'bert') return wordPieceVocabFromGGUF(file);
+  throw new ModelError('unsupported_tokenizer', `${file.path}: tokenizer.ggml.model "${model}" is not supported (supported: llama, gpt2, bert)`);
 }
 
 /**
@@ -121,7 +141,7 @@ export function tokenizerFromGGUF(file: GGUFFile): Tokenizer {
  * the end. Where the records break, the count includes the broken one, so readLlama2cTokenizer
  * reports what is wrong with it.
  */
-function llama2cTokenCount(path: string): number {
+export function llama2cTokenCount(path: string): number {
   const data = fs.readFileSync(path);
   if (data.length < 4) return 3; // readLlama2cTokenizer reports the short header
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);

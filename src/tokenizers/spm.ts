@@ -15,8 +15,7 @@
  * Decoding turns U+2581 back into spaces and byte tokens into their bytes; control and unknown
  * tokens print as nothing unless asked for.
  */
-import { RequestError } from '../errors.js';
-import { EMPTY, TokenizerBase, utf8, type EncodeOptions } from './base.js';
+import { EMPTY, TokenizerBase, utf8, wellFormed, type EncodeOptions } from './base.js';
 import { PriorityQueue } from './heap.js';
 import { checkVocab, SPACE_MARK, TokenType, type Vocab } from './vocab.js';
 
@@ -203,24 +202,4 @@ function countCodePoints(text: string): number {
     n++;
   }
   return n;
-}
-
-/** Replace unpaired surrogates with U+FFFD so that every character has a UTF-8 form. */
-function wellFormed(text: string): string {
-  // Fast path: no surrogates at all.
-  if (!/[\ud800-\udfff]/.test(text)) return text;
-  let out = '';
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (isHighSurrogate(c) && i + 1 < text.length) {
-      const d = text.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        out += text[i] + text[i + 1];
-        i++;
-        continue;
-      }
-    }
-    out += c >= 0xd800 && c <= 0xdfff ? '\ufffd' : text[i];
-  }
-  return out;
 }
