@@ -33,6 +33,8 @@ export function createProgress(
   stream: OutputStream,
   mode: ProgressMode,
   now: () => number = () => performance.now(),
+  /** Count these (e.g. "merges") instead of bytes. */
+  unit?: string,
 ): Progress {
   const start = now();
   let done = 0;
@@ -48,8 +50,8 @@ export function createProgress(
     const rate = seconds > 0 ? done / seconds : 0; // bytes per second
     const eta = rate > 0 && fraction < 1 ? (total - done) / rate : 0;
     const percent = `${String(Math.floor(fraction * 100)).padStart(3)}%`;
-    const sizes = `${formatBytes(done)}/${formatBytes(total)}`;
-    const speed = `${(rate / 1e6).toFixed(1)} MB/s`;
+    const sizes = unit ? `${done}/${total} ${unit}` : `${formatBytes(done)}/${formatBytes(total)}`;
+    const speed = unit ? `${Math.round(rate)} ${unit}/s` : `${(rate / 1e6).toFixed(1)} MB/s`;
     const timing = fraction < 1 ? `ETA ${formatDuration(eta)}` : `in ${formatDuration(seconds)}`;
     if (mode === 'tty') return `${label} ${bar(fraction)} ${percent} ${sizes} ${speed} ${timing}`;
     return `${label}: ${percent.trim()} (${sizes}, ${speed}, ${timing})`;
