@@ -2,7 +2,7 @@
  * One error class per family, each with a stable `code` that programs (and the server, later) can
  * switch on. Messages name the file, field or parameter at fault.
  */
-export type ErrorFamily = 'format' | 'model' | 'request' | 'resource';
+export type ErrorFamily = 'format' | 'model' | 'request' | 'resource' | 'template';
 
 export class SmallMindError extends Error {
   constructor(
@@ -40,5 +40,17 @@ export class RequestError extends SmallMindError {
 export class ResourceError extends SmallMindError {
   constructor(code: string, message: string) {
     super('resource', code, message);
+  }
+}
+
+/**
+ * A chat template that does not parse ('template_syntax'), that stops the conversation with its
+ * own raise_exception ('template_raised': `detail` is the template's message, word for word), or
+ * that fails while rendering ('template_runtime': a Python TypeError, UndefinedError, ...).
+ * `source` names the template: e.g. "model.gguf: tokenizer.chat_template".
+ */
+export class TemplateError extends SmallMindError {
+  constructor(code: string, readonly source: string | undefined, readonly detail: string) {
+    super('template', code, source ? `${source}: ${detail}` : detail);
   }
 }

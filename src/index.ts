@@ -2,7 +2,7 @@
 export { loadModel, Model, DEFAULT_MODEL_PATH } from './model.js';
 export type { LoadOptions, GenerateOptions, GenerateResult, GenerateTimings, TokenEvent, ModelInfo } from './model.js';
 export type { PerplexityResult, PerplexityChunk } from './generation/perplexity.js';
-export { SmallMindError, FormatError, ModelError, RequestError, ResourceError } from './errors.js';
+export { SmallMindError, FormatError, ModelError, RequestError, ResourceError, TemplateError } from './errors.js';
 export { createBackend } from './backend/index.js';
 export type { Backend, BackendName } from './backend/backend.js';
 export { Tensor } from './tensor/tensor.js';
@@ -19,3 +19,5 @@ export { readLlama2c } from './formats/llama2c.js';
 export { initModel, INIT_SHAPES } from './init.js';
 export { loadTokenizer, tokenizerFromVocab } from './tokenizers/index.js';
 export type { Tokenizer, LoadTokenizerOptions, EncodeOptions, DecodeOptions, StreamDecoder } from './tokenizers/index.js';
+export { renderChatTemplate, BUILTIN_CHAT_TEMPLATES, FALLBACK_CHAT_TEMPLATE } from './tokenizers/chat-template.js';
+export type { ChatMessage, ChatTemplateContext, RenderChatTemplateOptions, ApplyChatTemplateOptions } from './tokenizers/chat-template.js';

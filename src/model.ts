@@ -12,6 +12,7 @@ import { loadLlamaWeights, modelConfig, modelTokenizer, openModelFile, type Mode
 import { LlamaModel, type LlamaConfig } from './models/llama.js';
 import type { CacheType } from './nn/kv-cache.js';
 import type { EncodeOptions, Tokenizer } from './tokenizers/index.js';
+import { applyChatTemplate, type ApplyChatTemplateOptions, type ChatMessage } from './tokenizers/chat-template.js';
 
 /** The embedded default model: stories260K (a real TinyStories model, ~1 MB, MIT). */
 export const DEFAULT_MODEL_PATH = fileURLToPath(new URL('../models/stories260K.gguf', import.meta.url));
@@ -239,5 +240,15 @@ export class Model {
   dispose(): void {
     this.net.dispose();
     this.backend.dispose();
+  }
+
+  /**
+   * A conversation as prompt text, rendered by the model's chat template (GGUF
+   * tokenizer.chat_template; chatml when it has none) or the one in `opts.template` (a built-in's
+   * name or Jinja text). To generate from it, tokenize with { addSpecial: false, parseSpecial: true }:
+   * the template writes BOS itself.
+   */
+  applyChatTemplate(messages: readonly ChatMessage[], opts: ApplyChatTemplateOptions = {}): string {
+    return applyChatTemplate(this.tokenizer, messages, opts, this.path);
   }
 }

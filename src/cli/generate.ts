@@ -3,35 +3,23 @@ import { Command, Option } from 'commander';
 import type { GenerateResult } from '../model.js';
 import type { CliIO } from './io.js';
 import {
-  backendOption, cacheTypeOption, integerIn, jsonOption, loadWithProgress, modelOption, numberIn,
-  threadsOption, tokenizerOption, type LoadFlags,
+  jsonOption, loadWithProgress, modelOption, runtimeOptions, samplingFromFlags, samplingOptions, tokenizerOption,
+  type LoadFlags, type SamplingFlags,
 } from './options.js';
 
-interface GenerateFlags extends LoadFlags {
-  nPredict: number;
-  temp: number;
-  topK: number;
-  topP: number;
-  seed?: number;
+interface GenerateFlags extends LoadFlags, SamplingFlags {
   ctxSize?: number;
   displayPrompt: boolean;
 }
 
 export function generateCommand(io: CliIO): Command {
-  return new Command('generate')
+  const command = new Command('generate')
     .description('generate text from a prompt (no prompt: read stdin when piped, else start from BOS alone)')
     .argument('[prompt]', 'the text to continue')
     .addOption(modelOption())
-    .addOption(tokenizerOption())
-    .addOption(new Option('-n, --n-predict <n>', 'tokens to generate at most').argParser(integerIn(0)).default(128))
-    .addOption(new Option('--temp <t>', 'temperature (0 = greedy)').argParser(numberIn(0, Infinity)).default(0.8))
-    .addOption(new Option('--top-k <k>', 'keep the k most likely tokens (0 = off)').argParser(integerIn(0)).default(40))
-    .addOption(new Option('--top-p <p>', 'keep the smallest set with this much probability (1 = off)').argParser(numberIn(0, 1, true)).default(0.95))
-    .addOption(new Option('--seed <s>', 'sampling seed (default: random)').argParser(integerIn(0, 2 ** 32 - 1)))
-    .addOption(threadsOption())
-    .addOption(cacheTypeOption())
-    .addOption(backendOption())
-    .addOption(new Option('-c, --ctx-size <n>', 'context positions to allocate (default: the model\'s, at most 4096)').argParser(integerIn(1)))
+    .addOption(tokenizerOption());
+  for (const option of [...samplingOptions(), ...runtimeOptions()]) command.addOption(option);
+  return command
     .addOption(new Option('--no-display-prompt', 'do not echo the prompt before the generated text'))
     .addOption(jsonOption())
     .action(async (promptArg: string | undefined, flags: GenerateFlags) => {
@@ -41,14 +29,7 @@ export function generateCommand(io: CliIO): Command {
       const abort = new AbortController();
       const untrap = io.trapInterrupt?.(() => abort.abort());
       try {
-        const stream = model.stream(prompt, {
-          maxTokens: flags.nPredict,
-          temperature: flags.temp,
-          topK: flags.topK,
-          topP: flags.topP,
-          seed: flags.seed,
-          signal: abort.signal,
-        });
+        const stream = model.stream(prompt, { ...samplingFromFlags(flags), signal: abort.signal });
         if (!flags.json && flags.displayPrompt) io.stdout.write(prompt);
         let next = await stream.next();
         for (; !next.done; next = await stream.next()) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `smallmind` command line: generate, perplexity, bench, inspect, tokenize, init.
+ * The `smallmind` command line: generate, chat, perplexity, bench, inspect, tokenize, init.
  *
  * `main(argv, io)` runs one command and resolves to its exit status, so tests call it in-process
  * with string sinks. Exit status: 0 ok, 1 a SmallMind error (bad file, bad model, bad request),
@@ -11,12 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { SmallMindError } from '../errors.js';
 import { benchCommand } from './bench.js';
+import { chatCommand } from './chat.js';
 import { generateCommand } from './generate.js';
 import { initCommand } from './init.js';
 import { inspectCommand } from './inspect.js';
 import { processIO, type CliIO } from './io.js';
 import { perplexityCommand } from './perplexity.js';
 import { tokenizeCommand } from './tokenize.js';
+import { tokenizerCommand } from './tokenizer.js';
 
 export type { CliIO, OutputStream } from './io.js';
 
@@ -38,11 +40,11 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
         write(text);
       },
     });
-  for (const make of [generateCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, initCommand]) {
+  for (const make of [generateCommand, chatCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, tokenizerCommand, initCommand]) {
     program.addCommand(make(io));
   }
-  // addCommand does not pass these settings on; each subcommand needs them.
-  for (const command of program.commands) {
+  // addCommand does not pass these settings on; each subcommand (and theirs: `tokenizer train`) needs them.
+  for (const command of program.commands.flatMap((c) => [c, ...c.commands])) {
     command.exitOverride().showHelpAfterError(json ? false : '(add --help for usage)').configureOutput(program.configureOutput());
   }
 

@@ -62,6 +62,14 @@ export const tokenizerOption = (): Option =>
 
 export const jsonOption = (): Option => new Option('--json', 'print one JSON object instead of text');
 
+/** How a generating command runs the model (generate, chat): threads, KV cache, backend, context. */
+export const runtimeOptions = (): Option[] => [
+  threadsOption(),
+  cacheTypeOption(),
+  backendOption(),
+  new Option('-c, --ctx-size <n>', 'context positions to allocate (default: the model\'s, at most 4096)').argParser(integerIn(1)),
+];
+
 /** The options every model-loading command accepts. */
 export interface LoadFlags {
   model?: string;
@@ -97,3 +105,29 @@ export async function loadWithProgress(
     throw err;
   }
 }
+
+/** The sampling flags of commands that generate (generate, chat): llama.cpp's names and defaults. */
+export interface SamplingFlags {
+  nPredict: number;
+  temp: number;
+  topK: number;
+  topP: number;
+  seed?: number;
+}
+
+export const samplingOptions = (): Option[] => [
+  new Option('-n, --n-predict <n>', 'tokens to generate at most').argParser(integerIn(0)).default(128),
+  new Option('--temp <t>', 'temperature (0 = greedy)').argParser(numberIn(0, Infinity)).default(0.8),
+  new Option('--top-k <k>', 'keep the k most likely tokens (0 = off)').argParser(integerIn(0)).default(40),
+  new Option('--top-p <p>', 'keep the smallest set with this much probability (1 = off)').argParser(numberIn(0, 1, true)).default(0.95),
+  new Option('--seed <s>', 'sampling seed (default: random)').argParser(integerIn(0, 2 ** 32 - 1)),
+];
+
+/** The model.stream options the sampling flags ask for. */
+export const samplingFromFlags = (flags: SamplingFlags): { maxTokens: number; temperature: number; topK: number; topP: number; seed?: number } => ({
+  maxTokens: flags.nPredict,
+  temperature: flags.temp,
+  topK: flags.topK,
+  topP: flags.topP,
+  seed: flags.seed,
+});
