@@ -148,3 +148,26 @@ describe('smallmind tokenize', () => {
     expect(JSON.parse(r.stdout).error.code).toBe('unsupported_tokenizer');
   });
 });
+
+describe('smallmind tokenizer export', () => {
+  it('writes a GGUF vocabulary as tokenizer.json + tokenizer_config.json that tokenizes the same', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smallmind-export-'));
+    try {
+      for (const name of ['gpt-2', 'llama-spm']) {
+        const out = path.join(dir, name);
+        const r = await run(['tokenizer', 'export', vocabFile(name), '-o', out, '--json']);
+        expect(r.code).toBe(0);
+        expect(JSON.parse(r.stdout)).toMatchObject({ files: [path.join(out, 'tokenizer.json'), path.join(out, 'tokenizer_config.json')], chatTemplate: false });
+        const text = "Hello world, it's 2026! Ünïcödé 😀";
+        const fromGGUF = JSON.parse((await run(['tokenize', '--tokenizer', vocabFile(name), '--json', text])).stdout).ids;
+        const fromJson = JSON.parse((await run(['tokenize', '--tokenizer', out, '--json', text])).stdout).ids;
+        expect(fromJson).toEqual(fromGGUF);
+      }
+      const bad = await run(['tokenizer', 'export', path.join(dir, 'missing.gguf'), '-o', path.join(dir, 'x')]);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(/missing\.gguf/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
