@@ -4,6 +4,7 @@
  * says how one token prints (pieceOf) and encodes in its own way.
  */
 import { RequestError } from '../errors.js';
+import type { Tokenizer } from './index.js';
 import { TokenType } from './vocab.js';
 
 export interface EncodeOptions {
@@ -143,4 +144,31 @@ export abstract class TokenizerBase {
     }
     return parts;
   }
+}
+
+/** What a Tokenizer says about itself beyond its algorithm. */
+export type TokenizerFacts = Pick<Tokenizer, 'model' | 'bos' | 'eos' | 'addBos' | 'addEos' | 'endOfGeneration' | 'chatTemplate'>;
+
+/**
+ * The public Tokenizer over one of our tokenizers (`inner`) and its token table; `encode`
+ * replaces the inner one where a pipeline wraps the model (Hugging Face files).
+ */
+export function publicTokenizer(
+  inner: TokenizerBase & { encode(text: string, opts?: EncodeOptions): number[] },
+  table: { tokens: string[] },
+  facts: TokenizerFacts,
+  encode: Tokenizer['encode'] = (text, opts) => inner.encode(text, opts),
+): Tokenizer {
+  return {
+    ...facts,
+    encode,
+    decode: (ids, opts) => inner.decode(ids, opts),
+    piece: (id) => inner.piece(id),
+    tokenText: (id) => {
+      inner.piece(id); // checks the id
+      return table.tokens[id];
+    },
+    createStreamDecoder: (opts) => inner.createStreamDecoder(opts),
+    vocabSize: table.tokens.length,
+  };
 }

@@ -325,18 +325,10 @@ export class BpeTokenizer extends TokenizerBase {
     }
     const sym = new Int32Array(bytes.length);
     for (let i = 0; i < bytes.length; i++) sym[i] = this.byteSymbols[bytes[i]];
-    const next = this.mergeSymbols(sym);
-    const ids: number[] = [];
-    for (let i = 0; i !== -1; i = next[i]) {
-      if (this.isToken(sym[i])) {
-        ids.push(sym[i]);
-        continue;
-      }
-      // Not a token (a merge whose result the vocabulary lacks, or a byte it lacks): byte by byte.
-      const end = next[i] === -1 ? bytes.length : next[i];
-      for (let b = i; b < end; b++) this.pushFallback(bytes[b], ids);
-    }
-    return ids;
+    // A symbol that is not a token (a merge whose result the vocabulary lacks, or a byte it lacks): byte by byte.
+    return this.mergedIds(sym, (from, to, ids) => {
+      for (let b = from; b < to; b++) this.pushFallback(bytes[b], ids);
+    });
   }
 
   /** Character-level BPE: one symbol per Unicode character. */
@@ -348,17 +340,24 @@ export class BpeTokenizer extends TokenizerBase {
     const chars = Array.from(word);
     const sym = new Int32Array(chars.length);
     for (let i = 0; i < chars.length; i++) sym[i] = this.symbols.get(chars[i]) ?? NO_SYMBOL;
-    const next = this.mergeSymbols(sym);
-    const ids: number[] = [];
-    for (let i = 0; i !== -1; i = next[i]) {
-      if (this.isToken(sym[i])) {
-        ids.push(sym[i]);
-        continue;
-      }
-      const end = next[i] === -1 ? chars.length : next[i];
-      const text = chars.slice(i, end).join('');
-      if (this.vocab.byteFallback) for (const b of utf8.encode(text)) this.pushFallback(b, ids);
+    // A symbol that is not a token: its UTF-8 bytes as byte tokens (byte fallback), else unk.
+    return this.mergedIds(sym, (from, to, ids) => {
+      if (this.vocab.byteFallback) for (const b of utf8.encode(chars.slice(from, to).join(''))) this.pushFallback(b, ids);
       else if (this.vocab.unk !== undefined) ids.push(this.vocab.unk);
+    });
+  }
+
+  /**
+   * Merge the symbols, then read off the ids: each final symbol that is a token is its id; the
+   * others (spanning initial symbols [from, to)) go to `fallback`.
+   */
+  private mergedIds(sym: Int32Array, fallback: (from: number, to: number, ids: number[]) => void): number[] {
+    const ids: number[] = [];
+    if (sym.length === 0) return ids;
+    const next = this.mergeSymbols(sym);
+    for (let i = 0; i !== -1; i = next[i]) {
+      if (this.isToken(sym[i])) ids.push(sym[i]);
+      else fallback(i, next[i] === -1 ? sym.length : next[i], ids);
     }
     return ids;
   }

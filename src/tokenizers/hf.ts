@@ -38,7 +38,7 @@ import {
   type TokenizerJson,
   type WordPieceModelJson,
 } from '../formats/tokenizer-json.js';
-import { utf8, type EncodeOptions } from './base.js';
+import { publicTokenizer, utf8, type EncodeOptions } from './base.js';
 import { BpeTokenizer, CHAR_TO_BYTE, type BpeVocab } from './bpe.js';
 import { AddedTokenMatcher, buildNormalizer, buildPreTokenizer, type AddedTokenRule, type Normalizer } from './hf-components.js';
 import { endOfGenerationIds, type Tokenizer } from './index.js';
@@ -169,25 +169,15 @@ export function tokenizerFromHfJson(json: TokenizerJson, file: string, config: T
     return out;
   };
 
-  const inner = model.inner;
-  return {
+  return publicTokenizer(model.inner, table, {
     model: model.family,
-    encode,
-    decode: (ids, opts) => inner.decode(ids, opts),
-    piece: (id) => inner.piece(id),
-    tokenText: (id) => {
-      inner.piece(id); // checks the id
-      return table.tokens[id];
-    },
-    createStreamDecoder: (opts) => inner.createStreamDecoder(opts),
-    vocabSize: table.tokens.length,
     bos,
     eos,
     addBos: prefix.length > 0,
     addEos: suffix.length > 0,
     endOfGeneration: endOfGenerationIds(table.tokens, table.types, [eos]),
     chatTemplate: config.chat_template,
-  };
+  }, encode);
 }
 
 /** The model sees text that the pipeline already split around added tokens and normalized. */

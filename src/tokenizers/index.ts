@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { FormatError, ModelError } from '../errors.js';
 import { GGUF_MAGIC, getOptionalString, readGGUF, type GGUFFile } from '../formats/gguf.js';
+import { publicTokenizer } from './base.js';
 import { BpeTokenizer, bpeVocabFromGGUF, type BpeTokenizerOptions, type BpeVocab } from './bpe.js';
 import { loadHfTokenizer } from './hf.js';
 import { readLlama2cTokenizer } from './llama2c.js';
@@ -52,24 +53,15 @@ export interface LoadTokenizerOptions {
 export function tokenizerFromVocab(vocab: Vocab | BpeVocab | WordPieceVocab, chatTemplate?: string, bpeOptions?: BpeTokenizerOptions): Tokenizer {
   const inner =
     vocab.model === 'gpt2' ? new BpeTokenizer(vocab, bpeOptions) : vocab.model === 'bert' ? new WordPieceTokenizer(vocab) : new SpmTokenizer(vocab);
-  return {
+  return publicTokenizer(inner, vocab, {
     model: vocab.model,
-    encode: (text, opts) => inner.encode(text, opts),
-    decode: (ids, opts) => inner.decode(ids, opts),
-    piece: (id) => inner.piece(id),
-    tokenText: (id) => {
-      inner.piece(id); // checks the id
-      return vocab.tokens[id];
-    },
-    createStreamDecoder: (opts) => inner.createStreamDecoder(opts),
-    vocabSize: vocab.tokens.length,
     bos: vocab.bos,
     eos: vocab.eos,
     addBos: vocab.addBos,
     addEos: vocab.addEos,
     endOfGeneration: endOfGenerationIds(vocab.tokens, vocab.types, [vocab.eos, vocab.model === 'bert' ? undefined : vocab.eot]),
     chatTemplate,
-  };
+  });
 }
 
 /** Texts of control tokens that end a turn in common chat formats, besides EOS (as llama.cpp lists them). */
