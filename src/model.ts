@@ -122,6 +122,11 @@ export class Model {
     };
   }
 
+  /** The network itself, for decoders that drive it directly (several sequences, beams, drafts). */
+  get network(): LlamaModel {
+    return this.net;
+  }
+
   /** Positions the KV cache holds: prompt plus generated tokens must fit. */
   get contextLength(): number {
     return this.net.cache.length;

@@ -133,29 +133,39 @@ export class LlamaModel {
     readonly weights: LlamaWeights,
     readonly options: LlamaOptions,
   ) {
-    this.cache = new KVCache(backend, config.block_count, options.contextLength, kvDim(config), options.cacheType);
+    this.cache = this.createCache();
   }
 
   /**
-   * Run `tokens` at positions pos, pos+1, ... through the model, filling the KV cache.
+   * A KV cache for another sequence (a sample, a beam, a draft): sequences that share a prefix
+   * copy its rows with KVCache.copyFrom instead of running it again. The caller frees it.
+   */
+  createCache(): KVCache {
+    return new KVCache(this.backend, this.config.block_count, this.options.contextLength, kvDim(this.config), this.options.cacheType);
+  }
+
+  /**
+   * Run `tokens` at positions pos, pos+1, ... through the model, filling the KV cache (the model's
+   * own, or `cache` for another sequence). Positions from `pos` on are overwritten, so a sequence
+   * steps back by calling forward at an earlier position (speculative decoding rejects this way).
    * Returns the logits of the last token, or of every token with `allLogits` (as [n, vocab]).
    * The returned tensor is a view on scratch memory, valid until the next call.
    */
-  forward(tokens: ArrayLike<number>, pos: number, allLogits = false): Tensor {
+  forward(tokens: ArrayLike<number>, pos: number, allLogits = false, cache: KVCache = this.cache): Tensor {
     const n = tokens.length;
     if (n === 0) throw new ModelError('empty_input', 'forward: no tokens');
-    if (pos < 0 || pos + n > this.cache.length) {
-      throw new ModelError('context_overflow', `positions ${pos}..${pos + n} exceed the context length ${this.cache.length}`);
+    if (pos < 0 || pos + n > cache.length) {
+      throw new ModelError('context_overflow', `positions ${pos}..${pos + n} exceed the context length ${cache.length}`);
     }
     if (n > this.options.maxBatch) {
       if (allLogits) throw new ModelError('batch_too_large', `forward with all logits takes at most ${this.options.maxBatch} tokens`);
       for (let start = 0; start < n - 1; start += this.options.maxBatch) {
         const end = Math.min(start + this.options.maxBatch, n - 1);
-        this.forwardBatch(Array.prototype.slice.call(tokens, start, end), pos + start, false);
+        this.forwardBatch(Array.prototype.slice.call(tokens, start, end), pos + start, false, cache);
       }
-      return this.forwardBatch([tokens[n - 1]!], pos + n - 1, false);
+      return this.forwardBatch([tokens[n - 1]!], pos + n - 1, false, cache);
     }
-    return this.forwardBatch(tokens, pos, allLogits);
+    return this.forwardBatch(tokens, pos, allLogits, cache);
   }
 
   private logitsFor(rows: number): Tensor {
@@ -175,7 +185,7 @@ export class LlamaModel {
   }
 
   /** One readable forward pass over a batch of n tokens. */
-  private forwardBatch(tokens: ArrayLike<number>, pos: number, allLogits: boolean): Tensor {
+  private forwardBatch(tokens: ArrayLike<number>, pos: number, allLogits: boolean, cache: KVCache): Tensor {
     const be = this.backend;
     const c = this.config;
     const w = this.weights;
@@ -203,9 +213,9 @@ export class LlamaModel {
       ops.matmul(be, v, xb, layer.wv);
       ops.rope(be, q, pos, { ...rope, nHead: c.head_count });
       ops.rope(be, k, pos, { ...rope, nHead: c.head_count_kv });
-      ops.setRows(be, this.cache.keys[l]!, pos, k);
-      ops.setRows(be, this.cache.values[l]!, pos, v);
-      ops.attention(be, att, q, this.cache.keys[l]!, this.cache.values[l]!, attention);
+      ops.setRows(be, cache.keys[l]!, pos, k);
+      ops.setRows(be, cache.values[l]!, pos, v);
+      ops.attention(be, att, q, cache.keys[l]!, cache.values[l]!, attention);
       ops.matmul(be, xb, att, layer.wo);
       ops.add(be, x, x, xb);
       // feed-forward: down(silu(gate(x)) · up(x))
