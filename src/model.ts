@@ -7,11 +7,12 @@ import { createBackend } from './backend/index.js';
 import type { Backend, BackendName } from './backend/backend.js';
 import { RequestError } from './errors.js';
 import { perplexity, type PerplexityResult } from './generation/perplexity.js';
-import { Sampler, type SamplingOptions } from './generation/sampler.js';
+import { logprobOf, randomSeed, Sampler, topLogprobs, type Distribution, type SamplingOptions } from './generation/sampler.js';
+import { checkStops, StopMatcher } from './generation/stop.js';
 import { loadLlamaWeights, modelConfig, modelTokenizer, openModelFile, type ModelFile } from './loader.js';
 import { LlamaModel, type LlamaConfig } from './models/llama.js';
-import type { CacheType } from './nn/kv-cache.js';
-import type { EncodeOptions, Tokenizer } from './tokenizers/index.js';
+import type { CacheType, KVCache } from './nn/kv-cache.js';
+import type { EncodeOptions, StreamDecoder, Tokenizer } from './tokenizers/index.js';
 import { applyChatTemplate, type ApplyChatTemplateOptions, type ChatMessage } from './tokenizers/chat-template.js';
 
 /** The embedded default model: stories260K (a real TinyStories model, ~1 MB, MIT). */
@@ -35,33 +36,87 @@ export interface LoadOptions {
 }
 
 export interface GenerateOptions extends SamplingOptions {
-  /** Tokens to generate at most (default 128). Generation also stops at EOS or a full context. */
+  /** Tokens to generate at most, per sample (default 128). Generation also stops at EOS or a full context. */
   maxTokens?: number;
   /** Stop early when aborted; the result then has stopReason 'abort'. */
   signal?: AbortSignal;
+  /**
+   * End a sample where its text contains one of these (at most 16). The text stops before the
+   * stop string; `tokens` keeps every token generated, including those that spelled it.
+   */
+  stop?: readonly string[];
+  /** Per generated token, its log-probability and the N most likely alternatives (0..100), raw and processed. */
+  logprobs?: number;
+  /**
+   * Independent samples of one prompt (1..64, default 1), sharing its prefill: sample i draws with
+   * seed + i and its own copy of the constraint, so it equals a single run with that seed.
+   */
+  n?: number;
 }
 
 export interface GenerateTimings {
   promptTokens: number;
   promptMs: number;
   prefillTokS: number;
+  /** Over all samples. */
   generatedTokens: number;
   decodeMs: number;
   decodeTokS: number;
 }
 
-export interface GenerateResult {
+/** eos: an end-of-generation token (or a finished constraint); stop: a stop string; length: maxTokens or the context; abort: the signal. */
+export type StopReason = 'eos' | 'length' | 'stop' | 'abort';
+
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+}
+
+/**
+ * One generated token's log-probabilities. `raw`: under softmax of the model's logits. `processed`:
+ * under the distribution the token was drawn from (after bias, penalties, constraint, truncation
+ * and temperature; greedy: the chosen token with logprob 0); tokens outside it have -Infinity
+ * (null in JSON). `top`: the N most likely tokens of that distribution, most likely first.
+ */
+export interface TokenLogprobs {
+  id: number;
+  raw: { logprob: number; top: TokenLogprob[] };
+  processed: { logprob: number; top: TokenLogprob[] };
+}
+
+/** One sample's outcome. */
+export interface GenerateChoice {
+  index: number;
+  /** The seed its sampler drew with. */
+  seed: number;
   text: string;
   tokens: number[];
+  stopReason: StopReason;
+  /** The stop string that ended it (stopReason 'stop'). */
+  stopSequence?: string;
+  /** One entry per token in `tokens` (with the `logprobs` option). */
+  logprobs?: TokenLogprobs[];
+}
+
+/** The first sample's fields at the top level, every sample (n of them) in `choices`. */
+export interface GenerateResult extends Omit<GenerateChoice, 'index'> {
   promptTokens: number[];
-  stopReason: 'eos' | 'length' | 'abort';
+  choices: GenerateChoice[];
   timings: GenerateTimings;
 }
 
 export interface TokenEvent {
-  id: number;
-  /** The text this token completes (empty while a multi-byte character is still incomplete). */
+  /** Which sample (0 with n = 1). */
+  index: number;
+  /** The token generated; null for a last event that only releases text held back at the end. */
+  id: number | null;
+  /**
+   * The text released now: empty while a multi-byte character is incomplete or while the text
+   * may still become a stop string. The events' texts of a sample add up to its final text.
+   */
   text: string;
+  /** With the `logprobs` option. */
+  logprobs?: TokenLogprobs;
 }
 
 export interface ModelInfo {
@@ -157,62 +212,93 @@ export class Model {
     }
   }
 
-  /** Yield tokens as they are generated; the generator's return value is the full result. */
+  /**
+   * Yield tokens as they are generated (with n samples, interleaved: one token of each in turn);
+   * the generator's return value is the full result.
+   */
   async *stream(prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerateResult> {
     const maxTokens = opts.maxTokens ?? 128;
     if (!Number.isInteger(maxTokens) || maxTokens < 0) {
       throw new RequestError('invalid_max_tokens', 'maxTokens', `must be a non-negative integer, got ${opts.maxTokens}`);
     }
-    const sampler = new Sampler(opts);
+    const stops = checkStops(opts.stop);
+    const topN = checkIntegerOption(opts.logprobs, 'logprobs', 0, 100);
+    const n = checkIntegerOption(opts.n, 'n', 1, 64) ?? 1;
+    const seed = opts.seed ?? randomSeed();
+    const context = { eog: this.tokenizer.endOfGeneration, vocabSize: this.net.config.vocab_size };
+    // Clone the constraint for every sample before the first one advances it.
+    const samplers = Array.from({ length: n }, (_, i) =>
+      new Sampler({ ...opts, seed: seed + i, constraint: i === 0 ? opts.constraint : opts.constraint?.clone() }, context));
     // Prompts may hold special tokens written out (a rendered chat template does), so they are parsed.
     const promptTokens = typeof prompt === 'string' ? this.tokenize(prompt, { parseSpecial: true }) : [...prompt];
     if (promptTokens.length === 0) throw new RequestError('empty_prompt', 'prompt', 'no tokens to start from (empty prompt without BOS)');
     if (promptTokens.length >= this.contextLength) {
       throw new RequestError('prompt_too_long', 'prompt', `${promptTokens.length} tokens do not fit the context of ${this.contextLength}`);
     }
-    const decoder = this.tokenizer.createStreamDecoder();
-    const tokens: number[] = [];
-    let text = '';
-    let stopReason: GenerateResult['stopReason'] = 'length';
 
     let start = performance.now();
-    let logits = this.net.forward(promptTokens, 0).f32();
+    const promptLogits = this.net.forward(promptTokens, 0).f32().slice();
     const promptMs = performance.now() - start;
     let decodeMs = 0;
     let decodeCalls = 0;
-    let pos = promptTokens.length;
-    while (tokens.length < maxTokens) {
-      if (opts.signal?.aborted) {
-        stopReason = 'abort';
-        break;
+    const samples: SampleRun[] = [];
+    try {
+      for (const [i, sampler] of samplers.entries()) {
+        // Sample 0 continues in the model's cache; the others in copies of its prompt rows.
+        const cache = i === 0 ? this.net.cache : this.net.createCache();
+        if (i > 0) cache.copyFrom(this.net.cache, promptTokens.length);
+        samples.push(new SampleRun(i, sampler, cache, promptTokens, promptLogits, this.tokenizer.createStreamDecoder(), stops));
       }
-      const id = sampler.sample(logits);
-      if (this.tokenizer.endOfGeneration.has(id)) {
-        stopReason = 'eos';
-        break;
+      for (let active = samples; active.length > 0; active = samples.filter((s) => !s.stopReason)) {
+        for (const s of active) {
+          const tail = (reason: StopReason): TokenEvent[] => s.finish(reason);
+          if (opts.signal?.aborted) {
+            yield* tail('abort');
+            continue;
+          }
+          if (s.tokens.length >= maxTokens) {
+            yield* tail('length');
+            continue;
+          }
+          const distribution = s.sampler.distribution(s.logits, s.history);
+          const id = s.sampler.draw(distribution);
+          if (this.tokenizer.endOfGeneration.has(id)) {
+            yield* tail('eos');
+            continue;
+          }
+          const event = s.push(id, topN === undefined ? undefined : tokenLogprobs(s.logits, distribution, id, topN));
+          yield event;
+          if (s.stopReason) continue; // a stop string
+          if (s.sampler.constraint?.finished) {
+            yield* tail('eos');
+            continue;
+          }
+          if (s.tokens.length === maxTokens || s.pos >= this.contextLength) {
+            yield* tail('length');
+            continue;
+          }
+          start = performance.now();
+          s.logits = this.net.forward([id], s.pos++, false, s.cache).f32().slice();
+          decodeMs += performance.now() - start;
+          decodeCalls++;
+        }
+        await new Promise((resolve) => setImmediate(resolve)); // let timers and I/O run between tokens
       }
-      tokens.push(id);
-      const piece = decoder.push(id);
-      text += piece;
-      yield { id, text: piece };
-      if (tokens.length === maxTokens || pos >= this.contextLength) break;
-      start = performance.now();
-      logits = this.net.forward([id], pos++).f32();
-      decodeMs += performance.now() - start;
-      decodeCalls++;
-      await new Promise((resolve) => setImmediate(resolve)); // let timers and I/O run between tokens
+    } finally {
+      for (const s of samples) if (s.cache !== this.net.cache) s.cache.free();
     }
-    text += decoder.flush();
+    const choices = samples.map((s) => s.choice(topN !== undefined));
+    const { index: _first, ...first } = choices[0];
+    const generatedTokens = choices.reduce((sum, c) => sum + c.tokens.length, 0);
     return {
-      text,
-      tokens,
+      ...first,
       promptTokens,
-      stopReason,
+      choices,
       timings: {
         promptTokens: promptTokens.length,
         promptMs,
         prefillTokS: (promptTokens.length / promptMs) * 1000,
-        generatedTokens: tokens.length,
+        generatedTokens,
         decodeMs,
         decodeTokS: decodeCalls ? (decodeCalls / decodeMs) * 1000 : 0,
       },
@@ -256,4 +342,95 @@ export class Model {
   applyChatTemplate(messages: readonly ChatMessage[], opts: ApplyChatTemplateOptions = {}): string {
     return applyChatTemplate(this.tokenizer, messages, opts, this.path);
   }
+}
+
+/** One sample's state while generating: its sampler, cache, tokens, text and stop matching. */
+class SampleRun {
+  readonly tokens: number[] = [];
+  /** Prompt + output, for the penalties. */
+  readonly history: number[];
+  readonly logprobs: TokenLogprobs[] = [];
+  text = '';
+  pos: number;
+  stopReason: StopReason | undefined;
+  stopSequence: string | undefined;
+  private readonly stopMatcher: StopMatcher;
+
+  constructor(
+    readonly index: number,
+    readonly sampler: Sampler,
+    readonly cache: KVCache,
+    promptTokens: readonly number[],
+    /** The logits the next token is drawn from. */
+    public logits: Float32Array,
+    private readonly decoder: StreamDecoder,
+    stops: readonly string[],
+  ) {
+    this.history = [...promptTokens];
+    this.pos = promptTokens.length;
+    this.stopMatcher = new StopMatcher(stops);
+  }
+
+  /** Take a drawn token: the sampler accepts it, its text goes through the stop matcher. */
+  push(id: number, logprobs: TokenLogprobs | undefined): TokenEvent {
+    this.sampler.accept(id);
+    this.tokens.push(id);
+    this.history.push(id);
+    if (logprobs) this.logprobs.push(logprobs);
+    const released = this.stopMatcher.push(this.decoder.push(id));
+    this.text += released.text;
+    if (released.stop !== undefined) {
+      this.stopReason = 'stop';
+      this.stopSequence = released.stop;
+    }
+    return { index: this.index, id, text: released.text, ...(logprobs && { logprobs }) };
+  }
+
+  /** End for `reason`: the decoder's and the matcher's held text, as a last event if any. */
+  finish(reason: StopReason): TokenEvent[] {
+    this.stopReason = reason;
+    const released = this.stopMatcher.push(this.decoder.flush());
+    let text = released.text;
+    if (released.stop !== undefined) {
+      this.stopReason = 'stop';
+      this.stopSequence = released.stop;
+    } else {
+      text += this.stopMatcher.flush();
+    }
+    this.text += text;
+    return text ? [{ index: this.index, id: null, text }] : [];
+  }
+
+  choice(withLogprobs: boolean): GenerateChoice {
+    return {
+      index: this.index,
+      seed: this.sampler.seed,
+      text: this.text,
+      tokens: this.tokens,
+      stopReason: this.stopReason ?? 'length',
+      ...(this.stopSequence !== undefined && { stopSequence: this.stopSequence }),
+      ...(withLogprobs && { logprobs: this.logprobs }),
+    };
+  }
+}
+
+/** A token's logprob and the top-N alternatives, raw and after the sampler's processing. */
+function tokenLogprobs(raw: Float32Array, processed: Distribution, id: number, topN: number): TokenLogprobs {
+  const at = processed.ids.indexOf(id);
+  return {
+    id,
+    raw: { logprob: logprobOf(raw, id), top: topLogprobs(raw, topN) },
+    processed: {
+      logprob: at >= 0 ? Math.log(processed.probs[at]) : -Infinity,
+      top: Array.from(processed.ids.subarray(0, topN), (alt, i) => ({ id: alt, logprob: Math.log(processed.probs[i]) })),
+    },
+  };
+}
+
+/** An optional integer option in [min, max]. */
+function checkIntegerOption(value: number | undefined, name: string, min: number, max: number): number | undefined {
+  if (value !== undefined && !(Number.isInteger(value) && value >= min && value <= max)) {
+    throw new RequestError(`invalid_${name}`, name, `must be an integer in ${min}..${max}, got ${String(value)}`);
+  }
+  return value;
 }

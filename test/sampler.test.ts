@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { RequestError } from '../src/errors.js';
+import type { TokenConstraint } from '../src/generation/constraint.js';
+import {
+  allCandidates, applyLogitBias, applyPenalties, drawFrom, minP, mirostatTruncate, softmax, temperature, topK, topP, typicalP,
+  type Candidates, type Distribution,
+} from '../src/generation/processors.js';
 import { argmax, logSoftmax, Sampler, SAMPLING_DEFAULTS, survivingTokens, topLogprobs } from '../src/generation/sampler.js';
 import { Xoshiro128 } from '../src/tensor/random.js';
 
@@ -43,8 +48,12 @@ describe('Xoshiro128', () => {
 describe('Sampler', () => {
   it("uses llama.cpp's defaults", () => {
     const s = new Sampler({ seed: 1 });
-    expect([s.temperature, s.topK, s.topP, s.seed]).toEqual([0.8, 40, 0.95, 1]);
-    expect(SAMPLING_DEFAULTS).toEqual({ temperature: 0.8, topK: 40, topP: 0.95 });
+    expect([s.temperature, s.topK, s.topP, s.minP, s.typicalP, s.repeatPenalty, s.repeatLastN, s.seed]).toEqual([0.8, 40, 0.95, 0.05, 1, 1, 64, 1]);
+    expect([s.presencePenalty, s.frequencyPenalty, s.mirostat, s.mirostatTau, s.mirostatEta, s.mu]).toEqual([0, 0, 0, 5, 0.1, 10]);
+    expect(SAMPLING_DEFAULTS).toEqual({
+      temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, typicalP: 1, repeatPenalty: 1, repeatLastN: 64,
+      presencePenalty: 0, frequencyPenalty: 0, mirostat: 0, mirostatTau: 5, mirostatEta: 0.1,
+    });
     expect(Number.isSafeInteger(new Sampler().seed)).toBe(true);
   });
 
@@ -151,7 +160,7 @@ describe('Sampler', () => {
   it('draws in proportion to the softmax (4 tokens, fixed seed, exact counts)', () => {
     const logits = Float32Array.of(2, 1, 0.5, -1);
     const n = 20000;
-    const c = counts(new Sampler({ temperature: 1, topK: 0, topP: 1, seed: 2024 }), logits, n);
+    const c = counts(new Sampler({ temperature: 1, topK: 0, topP: 1, minP: 0, seed: 2024 }), logits, n);
     const p = logSoftmax(logits).map(Math.exp);
     const chi2 = c.reduce((acc, o, i) => acc + (o - n * p[i]) ** 2 / (n * p[i]), 0);
     // 3 degrees of freedom: chi² < 11.34 holds with probability 0.99 for a correct sampler.
@@ -162,7 +171,7 @@ describe('Sampler', () => {
   it('applies the temperature to the survivors: T = 2 draws from softmax(logits / 2)', () => {
     const logits = Float32Array.of(2, 1, 0.5, -1);
     const n = 20000;
-    const c = counts(new Sampler({ temperature: 2, topK: 0, topP: 1, seed: 77 }), logits, n);
+    const c = counts(new Sampler({ temperature: 2, topK: 0, topP: 1, minP: 0, seed: 77 }), logits, n);
     const p = logSoftmax(logits.map((v) => v / 2)).map(Math.exp);
     const chi2 = c.reduce((acc, o, i) => acc + (o - n * p[i]) ** 2 / (n * p[i]), 0);
     expect(chi2).toBeLessThan(11.34);
@@ -204,6 +213,45 @@ describe('Sampler', () => {
     }
     expect(() => new Sampler({ seed: 1 }).sample(new Float32Array(0))).toThrow(RequestError);
   });
+
+  it('rejects every bad new option, and mirostat with the filters it replaces, naming the parameter', () => {
+    const bad: [object, string, string][] = [
+      [{ minP: -0.1 }, 'minP', 'invalid_min_p'],
+      [{ minP: 1.5 }, 'minP', 'invalid_min_p'],
+      [{ minP: NaN }, 'minP', 'invalid_min_p'],
+      [{ typicalP: 0 }, 'typicalP', 'invalid_typical_p'],
+      [{ typicalP: 2 }, 'typicalP', 'invalid_typical_p'],
+      [{ repeatPenalty: 0 }, 'repeatPenalty', 'invalid_repeat_penalty'],
+      [{ repeatPenalty: -1 }, 'repeatPenalty', 'invalid_repeat_penalty'],
+      [{ repeatLastN: -2 }, 'repeatLastN', 'invalid_repeat_last_n'],
+      [{ repeatLastN: 1.5 }, 'repeatLastN', 'invalid_repeat_last_n'],
+      [{ presencePenalty: NaN }, 'presencePenalty', 'invalid_presence_penalty'],
+      [{ frequencyPenalty: Infinity }, 'frequencyPenalty', 'invalid_frequency_penalty'],
+      [{ mirostat: 1 }, 'mirostat', 'invalid_mirostat'],
+      [{ mirostatTau: -1 }, 'mirostatTau', 'invalid_mirostat_tau'],
+      [{ mirostatEta: NaN }, 'mirostatEta', 'invalid_mirostat_eta'],
+      [{ mirostat: 2, topK: 40 }, 'topK', 'conflicting_options'],
+      [{ mirostat: 2, minP: 0.1 }, 'minP', 'conflicting_options'],
+      [{ logitBias: { '-1': 1 } }, 'logitBias', 'invalid_logit_bias'],
+      [{ logitBias: { 3: NaN } }, 'logitBias', 'invalid_logit_bias'],
+      [{ logitBias: { 3: Infinity } }, 'logitBias', 'invalid_logit_bias'],
+      [{ logitBias: { 600: 1 } }, 'logitBias', 'invalid_logit_bias'], // beyond vocabSize 512
+      [{ constraint: { mask: 1 } }, 'constraint', 'invalid_constraint'],
+    ];
+    for (const [opts, parameter, code] of bad) {
+      let caught: unknown;
+      try {
+        new Sampler(opts as never, { vocabSize: 512 });
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught, JSON.stringify(opts)).toBeInstanceOf(RequestError);
+      expect((caught as RequestError).parameter, JSON.stringify(opts)).toBe(parameter);
+      expect((caught as RequestError).code, JSON.stringify(opts)).toBe(code);
+    }
+    // A bias on a token past the row fails at sampling time when the vocabulary size was not given.
+    expect(() => new Sampler({ logitBias: { 9: 1 }, seed: 1 }).sample(Float32Array.of(0, 1))).toThrow(/logitBias: token id 9 is outside/);
+  });
 });
 
 describe('log-probabilities', () => {
@@ -240,5 +288,200 @@ describe('log-probabilities', () => {
     const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b);
     expect(topLogprobs(logits, 40).map((t) => t.id)).toEqual(order.slice(0, 40));
     expect(new Sampler({ topK: 1, seed: 1 }).sample(logits)).toBe(order[0]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+const row = (...v: number[]): Float32Array => Float32Array.from(v);
+const cands = (logits: number[], sorted = false): Candidates => ({
+  ids: Int32Array.from(logits.keys()),
+  logits: Float64Array.from(logits),
+  sorted,
+});
+const idsOf = (c: Candidates | Distribution): number[] => Array.from(c.ids);
+/** Softmax of plain numbers, for the expected values. */
+const softmaxOf = (v: number[]): number[] => {
+  const m = Math.max(...v);
+  const e = v.map((x) => Math.exp(x - m));
+  const t = e.reduce((a, b) => a + b, 0);
+  return e.map((x) => x / t);
+};
+
+describe('logits processors (hand-computed)', () => {
+  it('logit bias adds, and -Infinity bans', () => {
+    const logits = row(1, 2, 3);
+    applyLogitBias(logits, new Map([[0, 1], [2, -Infinity]]));
+    expect(Array.from(logits)).toEqual([2, 2, -Infinity]);
+  });
+
+  it("penalties: llama.cpp's divide-positive / multiply-negative repeat rule, then frequency per count and presence once", () => {
+    const logits = row(2, -1, 0.5, 3);
+    applyPenalties(logits, [0, 1, 1, 3], { repeat: 2, presence: 0.5, frequency: 0.25 });
+    // id 0 (once): 2/2 - 0.25 - 0.5; id 1 (twice): -1*2 - 0.5 - 0.5; id 2 unseen; id 3 (once): 3/2 - 0.25 - 0.5.
+    expect(Array.from(logits)).toEqual([0.25, -3, 0.5, 0.75]);
+    const off = row(2, -1);
+    applyPenalties(off, [0, 1], { repeat: 1, presence: 0, frequency: 0 });
+    expect(Array.from(off)).toEqual([2, -1]);
+  });
+
+  it('the penalty window is the last repeatLastN tokens of the history (0 = off, -1 = all)', () => {
+    const logits = row(2, -1, 0.5, 3);
+    const history = [2, 0, 1, 1, 3]; // with repeatLastN 4, id 2 falls outside the window
+    const dist = (repeatLastN: number): number[] => {
+      const s = new Sampler({ temperature: 1, topK: 0, topP: 1, minP: 0, repeatPenalty: 2, presencePenalty: 0.5, frequencyPenalty: 0.25, repeatLastN, seed: 1 });
+      const d = s.distribution(logits, history);
+      return Array.from(logits.keys(), (id) => d.probs[d.ids.indexOf(id)]);
+    };
+    const close = (got: number[], want: number[]): void => got.forEach((g, i) => expect(g).toBeCloseTo(want[i], 12));
+    close(dist(4), softmaxOf([0.25, -3, 0.5, 0.75]));
+    close(dist(-1), softmaxOf([0.25, -3, -0.5, 0.75])); // id 2 seen once: 0.5/2 - 0.25 - 0.5
+    close(dist(0), softmaxOf([2, -1, 0.5, 3]));
+  });
+
+  it('top-k keeps the k largest, sorted, ties to the lower id; 0 = all', () => {
+    const c = topK(row(1, 3, 3, 2), 2);
+    expect(idsOf(c)).toEqual([1, 2]);
+    expect(Array.from(c.logits)).toEqual([3, 3]);
+    expect(c.sorted).toBe(true);
+    expect(idsOf(topK(row(1, 3, 3, 2), 0))).toEqual([0, 1, 2, 3]);
+    expect(idsOf(topK(row(NaN, 1, -1), 2))).toEqual([1, 2]); // NaN counts as -Infinity
+  });
+
+  it('typical-p keeps tokens by closeness of their surprise to the entropy until the mass exceeds p', () => {
+    // p = 1/2, 1/4, 1/8, 1/8: H = 1.75 ln 2; surprises 1, 2, 3, 3 (× ln 2); distances 0.75, 0.25, 1.25, 1.25.
+    const c = cands([Math.log(0.5), Math.log(0.25), Math.log(0.125), Math.log(0.125)], true);
+    expect(idsOf(typicalP(c, 0.2))).toEqual([1]); // 0.25 > 0.2
+    expect(idsOf(typicalP(c, 0.5))).toEqual([1, 0]); // 0.25 is not > 0.5; 0.75 is
+    expect(idsOf(typicalP(c, 0.8))).toEqual([1, 0, 2]);
+    expect(typicalP(c, 1)).toBe(c);
+  });
+
+  it('top-p keeps the smallest most-likely head reaching p, over the current candidates', () => {
+    const c = cands([Math.log(0.5), Math.log(0.25), Math.log(0.125), Math.log(0.125)]);
+    expect(idsOf(topP(c, 0.4))).toEqual([0]);
+    expect(idsOf(topP(c, 0.7))).toEqual([0, 1]);
+    expect(idsOf(topP(c, 0.8))).toEqual([0, 1, 2]);
+    expect(idsOf(topP(c, 0.9))).toEqual([0, 1, 2, 3]);
+    // Over the first two only, id 0 has 2/3 of the mass.
+    expect(idsOf(topP(cands([Math.log(0.5), Math.log(0.25)]), 0.6))).toEqual([0]);
+  });
+
+  it('min-p keeps tokens at least p times as likely as the best', () => {
+    const c = cands([0, Math.log(0.5), Math.log(0.1), Math.log(0.04)]);
+    expect(idsOf(minP(c, 0.05))).toEqual([0, 1, 2]);
+    expect(idsOf(minP(c, 0.2))).toEqual([0, 1]);
+    expect(idsOf(minP(c, 0.6))).toEqual([0]);
+    expect(minP(c, 0)).toBe(c);
+  });
+
+  it('temperature divides the logits; 0 keeps the single best (ties: lower id)', () => {
+    expect(Array.from(temperature(cands([2, 1]), 2).logits)).toEqual([1, 0.5]);
+    const greedy = temperature(cands([1, 3, 3]), 0);
+    expect([idsOf(greedy), Array.from(greedy.logits)]).toEqual([[1], [3]]);
+  });
+
+  it('softmax sorts most likely first and drops impossible tokens', () => {
+    const d = softmax(cands([0, Math.log(3), -Infinity]));
+    expect(idsOf(d)).toEqual([1, 0]);
+    expect(d.probs[0]).toBeCloseTo(0.75, 15);
+    expect(d.probs[1]).toBeCloseTo(0.25, 15);
+    const banned = softmax(cands([-Infinity, -Infinity]));
+    expect([idsOf(banned), Array.from(banned.probs)]).toEqual([[0], [1]]);
+  });
+
+  it('Mirostat 2 truncation drops tokens whose surprise (bits) exceeds mu, keeping at least one, renormalized', () => {
+    const d: Distribution = { ids: Int32Array.of(4, 5, 6, 7), probs: Float64Array.of(0.5, 0.25, 0.125, 0.125) };
+    const t = mirostatTruncate(d, 2.5); // surprises 1, 2, 3, 3 bits
+    expect(idsOf(t)).toEqual([4, 5]);
+    expect(Array.from(t.probs)).toEqual([2 / 3, 1 / 3]);
+    expect(idsOf(mirostatTruncate(d, 0.5))).toEqual([4]);
+    expect(idsOf(mirostatTruncate(d, 3))).toEqual([4, 5, 6, 7]);
+  });
+
+  it('Mirostat 2 moves mu by eta × (surprise - tau) after each draw', () => {
+    const s = new Sampler({ mirostat: 2, mirostatTau: 5, mirostatEta: 0.1, temperature: 1, seed: 3 });
+    expect(s.mu).toBe(10);
+    s.sample(row(0, 0)); // either token: 1 bit of surprise
+    expect(s.mu).toBeCloseTo(10 - 0.1 * (1 - 5), 12);
+    // Once mu falls below 1 bit, only the most likely token survives.
+    const low = new Sampler({ mirostat: 2, mirostatTau: 0.2, mirostatEta: 1, temperature: 1, seed: 3 });
+    low.mu = 0.5;
+    const d = low.distribution(row(0, Math.log(3), -5));
+    expect([idsOf(d), Array.from(d.probs)]).toEqual([[1], [1]]);
+  });
+
+  it('the draw walks the distribution most likely first', () => {
+    const d: Distribution = { ids: Int32Array.of(5, 7), probs: Float64Array.of(0.75, 0.25) };
+    expect([drawFrom(d, 0), drawFrom(d, 0.7499), drawFrom(d, 0.75), drawFrom(d, 0.9999)]).toEqual([5, 5, 7, 7]);
+  });
+});
+
+describe('the pipeline', () => {
+  it("composes the processors in llama.cpp's order: bias, penalties, top-k, typical-p, top-p, min-p, temperature", () => {
+    const logits = gridLogits(3000, 17).map((v) => v / 3);
+    const history = [5, 9, 9, 120, 2999, 7];
+    const opts = { temperature: 0.7, topK: 200, typicalP: 0.97, topP: 0.9, minP: 0.02, repeatPenalty: 1.3, repeatLastN: 5, presencePenalty: 0.2, frequencyPenalty: 0.1, logitBias: { 11: 2, 12: -Infinity } };
+    const got = new Sampler({ ...opts, seed: 1 }).distribution(logits, history);
+    const r = logits.slice();
+    applyLogitBias(r, new Map([[11, 2], [12, -Infinity]]));
+    applyPenalties(r, history.slice(-5), { repeat: 1.3, presence: 0.2, frequency: 0.1 });
+    const want = softmax(temperature(minP(topP(typicalP(topK(r, 200), 0.97), 0.9), 0.02), 0.7));
+    expect(idsOf(got)).toEqual(idsOf(want));
+    expect(Array.from(got.probs)).toEqual(Array.from(want.probs));
+    expect(got.ids.length).toBeGreaterThan(3);
+  });
+
+  it('filters see the untempered logits: top-p before temperature', () => {
+    // Untempered p = 0.6, 0.3, 0.1: top-p 0.85 keeps two; at T = 2 they weigh sqrt(0.6) : sqrt(0.3).
+    // Tempering first would have left all three inside the nucleus.
+    const d = new Sampler({ temperature: 2, topK: 0, topP: 0.85, minP: 0, seed: 1 }).distribution(row(Math.log(0.6), Math.log(0.3), Math.log(0.1)));
+    expect(idsOf(d)).toEqual([0, 1]);
+    expect(d.probs[0]).toBeCloseTo(Math.sqrt(0.6) / (Math.sqrt(0.6) + Math.sqrt(0.3)), 6);
+  });
+
+  it('bias comes before the penalties, and both before top-k', () => {
+    // id 0: 1 + (-2) = -1, then × 2 (negative, seen) = -2; penalty first would give 1/2 - 2 = -1.5.
+    const s = new Sampler({ temperature: 1, topK: 0, topP: 1, minP: 0, repeatPenalty: 2, logitBias: { 0: -2 }, seed: 1 });
+    const d = s.distribution(row(1, 0), [0]);
+    expect(d.probs[d.ids.indexOf(0)]).toBeCloseTo(softmaxOf([-2, 0])[0], 12);
+    // The repeat penalty drops id 0 (3 -> 0.3) below id 1 before top-k 1 chooses.
+    expect(new Sampler({ topK: 1, repeatPenalty: 10, seed: 1 }).sample(row(3, 2, 1), [0])).toBe(1);
+  });
+
+  it('greedy (temperature 0) is the argmax of the processed row, with probability 1', () => {
+    const s = new Sampler({ temperature: 0, logitBias: { 1: -1 } });
+    const d = s.distribution(row(0.5, 1, 0.9));
+    expect([idsOf(d), Array.from(d.probs)]).toEqual([[2], [1]]);
+  });
+
+  it('masks with the constraint after the penalties, passes the end-of-generation set, and advances it on accept', () => {
+    /** A real (tiny) constraint: only even ids, at most `left` more tokens. */
+    class EvenOnly implements TokenConstraint {
+      seen: Float32Array[] = [];
+      accepted: number[] = [];
+      constructor(private left: number) {}
+      mask(logits: Float32Array, eog: ReadonlySet<number>): void {
+        this.seen.push(logits.slice());
+        for (let i = 0; i < logits.length; i++) if (i % 2 === 1 && !eog.has(i)) logits[i] = -Infinity;
+      }
+      accept(id: number): void {
+        this.accepted.push(id);
+        this.left--;
+      }
+      get complete(): boolean { return true; }
+      get finished(): boolean { return this.left <= 0; }
+      clone(): TokenConstraint { return new EvenOnly(this.left); }
+    }
+    const constraint = new EvenOnly(3);
+    const s = new Sampler({ temperature: 1, topK: 0, topP: 1, minP: 0, repeatPenalty: 2, constraint, seed: 5 }, { eog: new Set([3]) });
+    const logits = row(1, 2, 3, 4, 5, 6);
+    const d = s.distribution(logits, [4]);
+    expect(idsOf(d)).toEqual([3, 2, 4, 0]); // 3 is end-of-generation; 4's logit 5 was halved to 2.5
+    expect(Array.from(constraint.seen[0])).toEqual([1, 2, 3, 4, 2.5, 6]);
+    const id = s.draw(d);
+    s.accept(id);
+    expect(constraint.accepted).toEqual([id]);
+    expect(Array.from(logits)).toEqual([1, 2, 3, 4, 5, 6]); // the caller's row is left alone
   });
 });

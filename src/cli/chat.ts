@@ -164,7 +164,10 @@ class ChatSession {
       }
       const result = next.value;
       if (this.flags.json) {
-        this.io.stdout.write(`${JSON.stringify({ user, reply: result.text, stopReason: result.stopReason, promptTokens: ids.length, tokens: result.tokens.length })}\n`);
+        this.io.stdout.write(`${JSON.stringify({
+          user, reply: result.text, stopReason: result.stopReason, promptTokens: ids.length, tokens: result.tokens.length,
+          ...(result.logprobs && { logprobs: result.logprobs }),
+        })}\n`);
       } else if (!result.text.endsWith('\n')) {
         this.io.stdout.write('\n');
       }

@@ -1,15 +1,16 @@
 /** `smallmind generate`: complete a prompt, streaming tokens to stdout as they come. */
 import { Command, Option } from 'commander';
-import type { GenerateResult } from '../model.js';
+import type { GenerateChoice, GenerateResult, Model, TokenLogprobs } from '../model.js';
 import type { CliIO } from './io.js';
 import {
-  jsonOption, loadWithProgress, modelOption, runtimeOptions, samplingFromFlags, samplingOptions, tokenizerOption,
+  integerIn, jsonOption, loadWithProgress, modelOption, runtimeOptions, samplingFromFlags, samplingOptions, tokenizerOption,
   type LoadFlags, type SamplingFlags,
 } from './options.js';
 
 interface GenerateFlags extends LoadFlags, SamplingFlags {
   ctxSize?: number;
   displayPrompt: boolean;
+  nSamples?: number;
 }
 
 export function generateCommand(io: CliIO): Command {
@@ -20,6 +21,7 @@ export function generateCommand(io: CliIO): Command {
     .addOption(tokenizerOption());
   for (const option of [...samplingOptions(), ...runtimeOptions()]) command.addOption(option);
   return command
+    .addOption(new Option('--n-samples <n>', 'independent samples sharing one prompt prefill, sample i seeded with seed + i (default 1)').argParser(integerIn(1, 64)))
     .addOption(new Option('--no-display-prompt', 'do not echo the prompt before the generated text'))
     .addOption(jsonOption())
     .action(async (promptArg: string | undefined, flags: GenerateFlags) => {
@@ -29,15 +31,23 @@ export function generateCommand(io: CliIO): Command {
       const abort = new AbortController();
       const untrap = io.trapInterrupt?.(() => abort.abort());
       try {
-        const stream = model.stream(prompt, { ...samplingFromFlags(flags), signal: abort.signal });
-        if (!flags.json && flags.displayPrompt) io.stdout.write(prompt);
+        const stream = model.stream(prompt, { ...samplingFromFlags(flags), n: flags.nSamples, signal: abort.signal });
+        // Several samples are printed one after another once done; one is streamed as it comes.
+        const streaming = !flags.json && (flags.nSamples ?? 1) === 1;
+        if (streaming && flags.displayPrompt) io.stdout.write(prompt);
         let next = await stream.next();
         for (; !next.done; next = await stream.next()) {
-          if (!flags.json) io.stdout.write(next.value.text);
+          if (streaming) io.stdout.write(next.value.text);
         }
         const result = next.value;
         if (flags.json) {
-          io.stdout.write(`${JSON.stringify(generateJson(result, loadMs))}\n`);
+          io.stdout.write(`${JSON.stringify(generateJson(result, loadMs, model))}\n`);
+        } else if (!streaming) {
+          for (const choice of result.choices) {
+            const text = `${flags.displayPrompt ? prompt : ''}${choice.text}`;
+            io.stdout.write(`--- sample ${choice.index} (seed ${choice.seed}, ${choice.stopReason}) ---\n${text}${text.endsWith('\n') ? '' : '\n'}`);
+          }
+          io.stderr.write(timingLines(result, loadMs));
         } else {
           if (!`${prompt}${result.text}`.endsWith('\n')) io.stdout.write('\n');
           io.stderr.write(timingLines(result, loadMs));
@@ -49,15 +59,32 @@ export function generateCommand(io: CliIO): Command {
     });
 }
 
-function generateJson(result: GenerateResult, loadMs: number): object {
+/** The result as JSON: the first sample's fields on top, every sample in `choices`, logprobs with each token's text. */
+function generateJson(result: GenerateResult, loadMs: number, model: Model): object {
+  const choice = (c: GenerateChoice): object => ({
+    text: c.text,
+    tokens: c.tokens,
+    stopReason: c.stopReason,
+    ...(c.stopSequence !== undefined && { stopSequence: c.stopSequence }),
+    seed: c.seed,
+    ...(c.logprobs && { logprobs: c.logprobs.map((lp) => logprobsJson(lp, model)) }),
+  });
   return {
-    text: result.text,
-    tokens: result.tokens,
+    ...choice(result.choices[0]),
     promptTokens: result.promptTokens,
-    stopReason: result.stopReason,
+    ...(result.choices.length > 1 && { choices: result.choices.map(choice) }),
     timings: { loadMs: round(loadMs), ...roundAll(result.timings) },
   };
 }
+
+/** One token's logprobs with the vocabulary text of each id (-Infinity, outside the processed distribution, is null). */
+function logprobsJson(lp: TokenLogprobs, model: Model): object {
+  const entry = (t: { id: number; logprob: number }): object => ({ id: t.id, token: model.tokenizer.tokenText(t.id), logprob: finite(t.logprob) });
+  const side = (s: TokenLogprobs['raw']): object => ({ logprob: finite(s.logprob), top: s.top.map(entry) });
+  return { id: lp.id, token: model.tokenizer.tokenText(lp.id), raw: side(lp.raw), processed: side(lp.processed) };
+}
+
+const finite = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
 /** llama.cpp-style summary: load, prompt eval and eval times with tok/s. */
 export function timingLines(result: GenerateResult, loadMs: number): string {

@@ -5,7 +5,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
-import { loadModel, type LoadOptions, type Model } from '../model.js';
+import { SAMPLING_DEFAULTS } from '../generation/sampler.js';
+import { loadModel, type GenerateOptions, type LoadOptions, type Model } from '../model.js';
 import type { CliIO } from './io.js';
 import { createProgress, progressMode } from './progress.js';
 
@@ -109,25 +110,76 @@ export async function loadWithProgress(
 /** The sampling flags of commands that generate (generate, chat): llama.cpp's names and defaults. */
 export interface SamplingFlags {
   nPredict: number;
-  temp: number;
-  topK: number;
-  topP: number;
+  temp?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  typicalP?: number;
+  repeatPenalty?: number;
+  repeatLastN?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  mirostat?: number;
+  mirostatLr?: number;
+  mirostatEnt?: number;
   seed?: number;
+  logprobs?: number;
+  stop?: string[];
 }
 
+const d = SAMPLING_DEFAULTS;
+
+/**
+ * The sampling flags. They carry no commander defaults (the help names the library's): an unset
+ * flag leaves the option unset, so the library's defaults apply and --mirostat does not clash
+ * with a top-k nobody asked for.
+ */
 export const samplingOptions = (): Option[] => [
   new Option('-n, --n-predict <n>', 'tokens to generate at most').argParser(integerIn(0)).default(128),
-  new Option('--temp <t>', 'temperature (0 = greedy)').argParser(numberIn(0, Infinity)).default(0.8),
-  new Option('--top-k <k>', 'keep the k most likely tokens (0 = off)').argParser(integerIn(0)).default(40),
-  new Option('--top-p <p>', 'keep the smallest set with this much probability (1 = off)').argParser(numberIn(0, 1, true)).default(0.95),
+  new Option('--temp <t>', `temperature (0 = greedy; default ${d.temperature})`).argParser(numberIn(0, Infinity)),
+  new Option('--top-k <k>', `keep the k most likely tokens (0 = off; default ${d.topK})`).argParser(integerIn(0)),
+  new Option('--top-p <p>', `keep the smallest set with this much probability (1 = off; default ${d.topP})`).argParser(numberIn(0, 1, true)),
+  new Option('--min-p <p>', `keep tokens at least p times as likely as the best (0 = off; default ${d.minP})`).argParser(numberIn(0, 1)),
+  new Option('--typical-p <p>', `locally typical sampling (1 = off; default ${d.typicalP})`).argParser(numberIn(0, 1, true)),
+  new Option('--repeat-penalty <x>', `penalize repeated tokens (1 = off; default ${d.repeatPenalty})`).argParser(numberIn(0, Infinity, true)),
+  new Option('--repeat-last-n <n>', `tokens the penalties look back over (0 = off, -1 = context; default ${d.repeatLastN})`).argParser(integerIn(-1)),
+  new Option('--presence-penalty <x>', `subtract from tokens present in that window (default ${d.presencePenalty})`).argParser(numberIn(-Infinity, Infinity)),
+  new Option('--frequency-penalty <x>', `subtract per occurrence in that window (default ${d.frequencyPenalty})`).argParser(numberIn(-Infinity, Infinity)),
+  new Option('--mirostat <v>', 'Mirostat sampling: 0 = off, 2 = Mirostat 2.0, replacing top-k, typical-p, top-p and min-p (default 0)').argParser(integerIn(0, 2)),
+  new Option('--mirostat-lr <eta>', `Mirostat learning rate (default ${d.mirostatEta})`).argParser(numberIn(0, Infinity)),
+  new Option('--mirostat-ent <tau>', `Mirostat target entropy, in bits (default ${d.mirostatTau})`).argParser(numberIn(0, Infinity)),
   new Option('--seed <s>', 'sampling seed (default: random)').argParser(integerIn(0, 2 ** 32 - 1)),
+  new Option('--logprobs <n>', 'with --json: per token its log-probability and the n most likely alternatives').argParser(integerIn(0, 100)),
+  new Option('--stop <text>', 'stop where the text contains this (repeatable; \\n, \\t, \\\\ are escapes)').argParser(collectStop),
 ];
 
-/** The model.stream options the sampling flags ask for. */
-export const samplingFromFlags = (flags: SamplingFlags): { maxTokens: number; temperature: number; topK: number; topP: number; seed?: number } => ({
-  maxTokens: flags.nPredict,
-  temperature: flags.temp,
-  topK: flags.topK,
-  topP: flags.topP,
-  seed: flags.seed,
-});
+/** --stop values add up, with llama.cpp's escapes processed (as its -r does). */
+function collectStop(value: string, previous: string[] | undefined): string[] {
+  const escapes: Record<string, string> = { n: '\n', t: '\t', r: '\r' };
+  const text = value.replace(/\\([ntr\\'"])/g, (_, c: string) => escapes[c] ?? c);
+  if (text === '') throw new InvalidArgumentError('must not be empty.');
+  return [...(previous ?? []), text];
+}
+
+/** The model.stream options the sampling flags ask for (unset flags stay unset). */
+export function samplingFromFlags(flags: SamplingFlags): GenerateOptions {
+  const options: GenerateOptions = {
+    maxTokens: flags.nPredict,
+    temperature: flags.temp,
+    topK: flags.topK,
+    topP: flags.topP,
+    minP: flags.minP,
+    typicalP: flags.typicalP,
+    repeatPenalty: flags.repeatPenalty,
+    repeatLastN: flags.repeatLastN,
+    presencePenalty: flags.presencePenalty,
+    frequencyPenalty: flags.frequencyPenalty,
+    mirostat: flags.mirostat as GenerateOptions['mirostat'],
+    mirostatEta: flags.mirostatLr,
+    mirostatTau: flags.mirostatEnt,
+    seed: flags.seed,
+    logprobs: flags.logprobs,
+    stop: flags.stop,
+  };
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as GenerateOptions;
+}

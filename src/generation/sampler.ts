@@ -1,18 +1,35 @@
 /**
- * Next-token sampling, as a chain of small steps in llama.cpp's default order:
+ * Next-token sampling: a chain of small processors (processors.ts) in llama.cpp's default order
+ * (common/sampling.cpp builds the same chain from the same defaults):
  *
- *   top-k  ->  top-p  ->  temperature  ->  draw
+ *   logit bias -> penalties (repeat, presence, frequency over the last repeatLastN tokens)
+ *     -> constraint mask (grammars, schemas) -> top-k -> typical-p -> top-p -> min-p
+ *     -> temperature -> draw
  *
- * top-k keeps the k highest logits; top-p keeps the smallest head of those (by probability,
- * renormalized over the survivors) whose mass reaches p; temperature divides the surviving logits;
- * the draw takes a softmax over them and picks one with a seeded generator. Temperature 0 is
- * greedy (argmax). Note that top-p looks at the untempered probabilities, as llama.cpp's does.
+ * With `mirostat: 2` the steps from top-k to the draw are replaced, as in llama.cpp, by
+ * temperature -> Mirostat 2.0 (truncate where the surprise -log2 p exceeds the running target mu,
+ * start mu = 2 tau, draw, then mu -= eta * (surprise of the drawn token - tau)).
+ *
+ * Every filtering step works on the untempered logits (temperature comes last, as in llama.cpp);
+ * temperature 0 keeps only the most likely token left (greedy, ties to the lower id), so greedy
+ * decoding is argmax of the biased, penalized, masked logits. `distribution()` gives the
+ * candidates and probabilities after every step but the draw (speculative decoding's acceptance
+ * rule needs them); `sample()` is distribution + draw + accept.
  *
  * The generator is xoshiro128** (Blackman & Vigna), its 128-bit state filled from the seed by a
- * splitmix-style 32-bit mixer: the same seed gives the same tokens on every platform.
+ * splitmix-style 32-bit mixer; the draw walks the distribution most-likely-first, which does not
+ * depend on how the candidates were found: the same seed and logits give the same tokens on every
+ * platform and thread count.
  */
 import { RequestError } from '../errors.js';
 import { Xoshiro128 } from '../tensor/random.js';
+import type { TokenConstraint } from './constraint.js';
+import {
+  applyLogitBias, applyPenalties, drawFrom, minP, mirostatTruncate, softmax, sortCandidates, temperature, topK, topP, typicalP,
+  type Distribution, allCandidates,
+} from './processors.js';
+
+export type { Distribution } from './processors.js';
 
 export interface SamplingOptions {
   /** Divides the logits before the draw; 0 = greedy (default 0.8). */
@@ -21,92 +38,194 @@ export interface SamplingOptions {
   topK?: number;
   /** Keep the smallest set of tokens whose probability mass is >= p; 1 = off (default 0.95). */
   topP?: number;
+  /** Keep tokens at least this likely relative to the most likely one; 0 = off (default 0.05). */
+  minP?: number;
+  /** Locally typical sampling's mass; 1 = off (default 1). */
+  typicalP?: number;
+  /** Repetition penalty on tokens in the window; 1 = off (default 1). */
+  repeatPenalty?: number;
+  /** The penalty window: the last N tokens of prompt + output; 0 = off, -1 = all of them (default 64). */
+  repeatLastN?: number;
+  /** Subtracted from the logit of every token present in the window (default 0). */
+  presencePenalty?: number;
+  /** Subtracted from a token's logit once per occurrence in the window (default 0). */
+  frequencyPenalty?: number;
+  /** 0 = off, 2 = Mirostat 2.0 in place of top-k, typical-p, top-p and min-p (default 0). */
+  mirostat?: 0 | 2;
+  /** Mirostat's target surprise, in bits (default 5). */
+  mirostatTau?: number;
+  /** Mirostat's learning rate (default 0.1). */
+  mirostatEta?: number;
+  /** Added to the logits of the listed token ids; -Infinity bans a token. */
+  logitBias?: Readonly<Record<number, number>>;
   /** Seed for the draws, an integer 0 ≤ seed < 2^53 (default: random). */
   seed?: number;
+  /** What may come next (a grammar, schema or regex); the sampler masks with it and advances it. */
+  constraint?: TokenConstraint;
 }
 
 /** llama.cpp's defaults. */
-export const SAMPLING_DEFAULTS = { temperature: 0.8, topK: 40, topP: 0.95 } as const;
+export const SAMPLING_DEFAULTS = {
+  temperature: 0.8,
+  topK: 40,
+  topP: 0.95,
+  minP: 0.05,
+  typicalP: 1,
+  repeatPenalty: 1,
+  repeatLastN: 64,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  mirostat: 0,
+  mirostatTau: 5,
+  mirostatEta: 0.1,
+} as const;
+
+/** What the sampler knows of the model: end-of-generation tokens (for the constraint) and the vocabulary size. */
+export interface SamplerContext {
+  eog?: ReadonlySet<number>;
+  vocabSize?: number;
+}
 
 export class Sampler {
   readonly temperature: number;
   readonly topK: number;
   readonly topP: number;
+  readonly minP: number;
+  readonly typicalP: number;
+  readonly repeatPenalty: number;
+  readonly repeatLastN: number;
+  readonly presencePenalty: number;
+  readonly frequencyPenalty: number;
+  readonly mirostat: 0 | 2;
+  readonly mirostatTau: number;
+  readonly mirostatEta: number;
   /** The seed in use (drawn at random when none was given), so a run can be repeated. */
   readonly seed: number;
+  readonly constraint: TokenConstraint | undefined;
+  /** Mirostat's running surprise target, in bits. */
+  mu: number;
+  private readonly logitBias: ReadonlyMap<number, number>;
+  private readonly eog: ReadonlySet<number>;
   private readonly rng: Xoshiro128;
+  private last: Distribution | undefined;
 
-  constructor(opts: SamplingOptions = {}) {
-    const { temperature = SAMPLING_DEFAULTS.temperature, topK = SAMPLING_DEFAULTS.topK, topP = SAMPLING_DEFAULTS.topP } = opts;
-    if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
-      throw new RequestError('invalid_temperature', 'temperature', `must be a number ≥ 0, got ${String(temperature)}`);
+  constructor(opts: SamplingOptions = {}, context: SamplerContext = {}) {
+    const d = SAMPLING_DEFAULTS;
+    this.temperature = check(opts.temperature, d.temperature, 'temperature', (v) => Number.isFinite(v) && v >= 0, 'a number ≥ 0 (0 = greedy)');
+    this.topK = check(opts.topK, d.topK, 'topK', (v) => Number.isSafeInteger(v) && v >= 0, 'an integer ≥ 0 (0 = off)');
+    this.topP = check(opts.topP, d.topP, 'topP', (v) => v > 0 && v <= 1, 'in (0, 1] (1 = off)');
+    this.minP = check(opts.minP, d.minP, 'minP', (v) => v >= 0 && v <= 1, 'in [0, 1] (0 = off)');
+    this.typicalP = check(opts.typicalP, d.typicalP, 'typicalP', (v) => v > 0 && v <= 1, 'in (0, 1] (1 = off)');
+    this.repeatPenalty = check(opts.repeatPenalty, d.repeatPenalty, 'repeatPenalty', (v) => Number.isFinite(v) && v > 0, 'a number > 0 (1 = off)');
+    this.repeatLastN = check(opts.repeatLastN, d.repeatLastN, 'repeatLastN', (v) => Number.isSafeInteger(v) && v >= -1, 'an integer ≥ -1 (0 = off, -1 = all)');
+    this.presencePenalty = check(opts.presencePenalty, d.presencePenalty, 'presencePenalty', Number.isFinite, 'a finite number (0 = off)');
+    this.frequencyPenalty = check(opts.frequencyPenalty, d.frequencyPenalty, 'frequencyPenalty', Number.isFinite, 'a finite number (0 = off)');
+    this.mirostat = check(opts.mirostat, d.mirostat, 'mirostat', (v) => v === 0 || v === 2, '0 (off) or 2 (Mirostat 2.0; version 1 is not supported)') as 0 | 2;
+    this.mirostatTau = check(opts.mirostatTau, d.mirostatTau, 'mirostatTau', (v) => Number.isFinite(v) && v >= 0, 'a number ≥ 0');
+    this.mirostatEta = check(opts.mirostatEta, d.mirostatEta, 'mirostatEta', (v) => Number.isFinite(v) && v >= 0, 'a number ≥ 0');
+    this.seed = opts.seed === undefined ? randomSeed() : check(opts.seed, 0, 'seed', (v) => Number.isSafeInteger(v) && v >= 0, 'an integer in [0, 2^53)');
+    if (this.mirostat === 2) {
+      for (const name of ['topK', 'topP', 'minP', 'typicalP'] as const) {
+        if (opts[name] !== undefined) {
+          throw new RequestError('conflicting_options', name, 'has no effect with mirostat 2, which replaces top-k, typical-p, top-p and min-p: leave it unset');
+        }
+      }
     }
-    if (typeof topK !== 'number' || !Number.isSafeInteger(topK) || topK < 0) {
-      throw new RequestError('invalid_top_k', 'topK', `must be an integer ≥ 0 (0 = off), got ${String(topK)}`);
-    }
-    if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) {
-      throw new RequestError('invalid_top_p', 'topP', `must be in (0, 1] (1 = off), got ${String(topP)}`);
-    }
-    const seed = opts.seed ?? randomSeed();
-    if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {
-      throw new RequestError('invalid_seed', 'seed', `must be an integer in [0, 2^53), got ${String(opts.seed)}`);
-    }
-    this.temperature = temperature;
-    this.topK = topK;
-    this.topP = topP;
-    this.seed = seed;
-    this.rng = Xoshiro128.fromSeed(seed);
+    this.logitBias = checkLogitBias(opts.logitBias, context.vocabSize);
+    this.constraint = checkConstraint(opts.constraint);
+    this.eog = context.eog ?? new Set();
+    this.mu = 2 * this.mirostatTau;
+    this.rng = Xoshiro128.fromSeed(this.seed);
   }
 
-  /** Pick the next token id from a row of logits (which is not modified). */
-  sample(logits: Float32Array): number {
+  /** Pick the next token id from a row of logits (not modified), given the tokens so far (prompt + output). */
+  sample(logits: Float32Array, history: ArrayLike<number> = []): number {
+    const id = this.draw(this.distribution(logits, history));
+    this.accept(id);
+    return id;
+  }
+
+  /**
+   * The distribution the next token is drawn from: every step of the chain but the draw, most
+   * likely first. Greedy (temperature 0) gives the one token it would pick, with probability 1.
+   */
+  distribution(logits: Float32Array, history: ArrayLike<number> = []): Distribution {
     checkLogits(logits);
-    if (this.temperature === 0) return argmax(logits);
-    const kept = truncate(logits, this.topK, this.topP);
-    return kept ? this.draw(kept.logits, kept.ids) : this.draw(logits, undefined);
+    const row = this.processRow(logits, history);
+    let d: Distribution;
+    if (this.temperature === 0 && (this.mirostat === 2 || this.typicalP >= 1)) {
+      // top-k, top-p and min-p all keep the most likely token: greedy is the argmax of the row.
+      d = { ids: Int32Array.of(argmax(row)), probs: Float64Array.of(1) };
+    } else if (this.mirostat === 2) {
+      d = mirostatTruncate(softmax(temperature(allCandidates(row), this.temperature)), this.mu);
+    } else {
+      let c = topK(row, this.topK);
+      c = typicalP(c, this.typicalP);
+      c = topP(c, this.topP);
+      c = minP(c, this.minP);
+      d = softmax(temperature(c, this.temperature));
+    }
+    this.last = d;
+    return d;
   }
 
-  /** Softmax of logits / temperature, then one draw; `ids` maps candidate i to its token (identity when absent). */
-  private draw(logits: ArrayLike<number>, ids: Int32Array | undefined): number {
-    const n = logits.length;
-    let max = -Infinity;
-    for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
-    // Nothing finite to weigh (all -inf, or +inf present): fall back to the best candidate.
-    if (!Number.isFinite(max)) {
-      let best = 0;
-      for (let i = 1; i < n; i++) if (logits[i] > logits[best]) best = i;
-      return ids ? ids[best] : best;
-    }
-    const invT = 1 / this.temperature;
-    const weights = new Float64Array(n);
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      const v = logits[i];
-      const w = v === v ? Math.exp((v - max) * invT) : 0; // NaN counts as impossible
-      weights[i] = w;
-      total += w;
-    }
-    const target = this.rng.nextFloat() * total;
-    let acc = 0;
-    let last = 0;
-    for (let i = 0; i < n; i++) {
-      if (weights[i] === 0) continue;
-      acc += weights[i];
-      last = i;
-      if (target < acc) break;
-    }
-    return ids ? ids[last] : last;
+  /** One seeded draw from a distribution. */
+  draw(d: Distribution): number {
+    return drawFrom(d, this.rng.nextFloat());
   }
+
+  /** A uniform number in [0, 1) from this sampler's generator (for acceptance tests that need their own draws). */
+  random(): number {
+    return this.rng.nextFloat();
+  }
+
+  /**
+   * Record the chosen token: the constraint advances past it and Mirostat moves its target by
+   * the token's surprise in the last distribution.
+   */
+  accept(id: number): void {
+    this.constraint?.accept(id);
+    if (this.mirostat === 2 && this.last) {
+      const i = this.last.ids.indexOf(id);
+      const surprise = i >= 0 ? -Math.log2(this.last.probs[i]) : Infinity;
+      if (Number.isFinite(surprise)) this.mu -= this.mirostatEta * (surprise - this.mirostatTau);
+    }
+  }
+
+  /** Bias, penalties and the constraint mask, on a copy of the row (the original is left alone). */
+  private processRow(logits: Float32Array, history: ArrayLike<number>): Float32Array {
+    const window = this.penaltyWindow(history);
+    const penalize = window.length > 0 && (this.repeatPenalty !== 1 || this.presencePenalty !== 0 || this.frequencyPenalty !== 0);
+    if (this.logitBias.size === 0 && !penalize && !this.constraint) return logits;
+    const row = logits.slice();
+    applyLogitBias(row, this.logitBias);
+    if (penalize) applyPenalties(row, window, { repeat: this.repeatPenalty, presence: this.presencePenalty, frequency: this.frequencyPenalty });
+    this.constraint?.mask(row, this.eog);
+    return row;
+  }
+
+  private penaltyWindow(history: ArrayLike<number>): ArrayLike<number> {
+    if (this.repeatLastN === 0) return [];
+    const from = this.repeatLastN < 0 ? 0 : Math.max(0, history.length - this.repeatLastN);
+    return Array.prototype.slice.call(history, from) as number[];
+  }
+}
+
+/** A random seed with room for `n` consecutive seeds after it (n samples use seed, seed + 1, ...). */
+export function randomSeed(room = 1 << 20): number {
+  const words = new Uint32Array(2);
+  globalThis.crypto.getRandomValues(words);
+  const seed = (words[0] & 0x1fffff) * 2 ** 32 + words[1]; // 53 random bits
+  return seed % (2 ** 53 - room);
 }
 
 /**
  * The tokens top-k and top-p leave to draw from, in ascending id order (for inspection and tests;
- * `Sampler.sample` draws from the same set). topK 0 and topP 1 mean off.
+ * the sampler draws from the same set). topK 0 and topP 1 mean off.
  */
-export function survivingTokens(logits: Float32Array, topK: number, topP: number): number[] {
+export function survivingTokens(logits: Float32Array, k: number, p: number): number[] {
   checkLogits(logits);
-  const kept = truncate(logits, topK, topP);
-  return kept ? Array.from(kept.ids).sort((a, b) => a - b) : Array.from(logits.keys());
+  return Array.from(topP(topK(logits, k), p).ids).sort((a, b) => a - b);
 }
 
 /** The index of the largest logit (the first one on ties; NaN never wins). */
@@ -136,25 +255,55 @@ export function logSoftmax(logits: Float32Array): Float64Array {
 export function topLogprobs(logits: Float32Array, n: number): { id: number; logprob: number }[] {
   checkLogits(logits);
   if (!Number.isSafeInteger(n) || n < 0) throw new RequestError('invalid_n', 'n', `must be an integer ≥ 0, got ${n}`);
+  if (n === 0) return [];
   const logZ = logSumExp(logits);
-  const top = topCandidates(logits, Math.min(n, logits.length));
-  return Array.from(top.ids, (id, i) => ({ id, logprob: top.logits[i] - logZ }));
+  const top = sortCandidates(topK(logits, Math.min(n, logits.length)));
+  return Array.from(top.ids.subarray(0, n), (id, i) => ({ id, logprob: top.logits[i] - logZ }));
+}
+
+/** The log-probability of one token under softmax(logits). */
+export function logprobOf(logits: Float32Array, id: number): number {
+  return logits[id] - logSumExp(logits);
 }
 
 // ---------------------------------------------------------------------------------------------
 
-/** A subset of the vocabulary: token ids and their logits (most likely first, except after topPOfAll). */
-interface Candidates {
-  ids: Int32Array;
-  logits: Float64Array;
+/** An option's value or its default, rejected with a RequestError naming it unless `ok`. */
+function check(value: unknown, fallback: number, name: string, ok: (v: number) => boolean, what: string): number {
+  const v = value === undefined ? fallback : value;
+  if (typeof v !== 'number' || !ok(v)) {
+    throw new RequestError(`invalid_${snake(name)}`, name, `must be ${what}, got ${String(value)}`);
+  }
+  return v;
 }
 
-/** top-k then top-p; undefined when neither removes anything (draw from the whole row). */
-function truncate(logits: Float32Array, topK: number, topP: number): Candidates | undefined {
-  let kept: Candidates | undefined;
-  if (topK > 0 && topK < logits.length) kept = topCandidates(logits, topK);
-  if (topP < 1) kept = kept ? keepTopP(kept, topP) : topPOfAll(logits, topP);
-  return kept;
+const snake = (name: string): string => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+function checkLogitBias(bias: SamplingOptions['logitBias'], vocabSize: number | undefined): ReadonlyMap<number, number> {
+  const map = new Map<number, number>();
+  if (bias === undefined) return map;
+  if (typeof bias !== 'object' || bias === null) {
+    throw new RequestError('invalid_logit_bias', 'logitBias', 'must be an object from token id to bias');
+  }
+  for (const [key, value] of Object.entries(bias)) {
+    const id = Number(key);
+    if (!/^\d+$/.test(key) || (vocabSize !== undefined && id >= vocabSize)) {
+      throw new RequestError('invalid_logit_bias', 'logitBias', `"${key}" is not a token id${vocabSize === undefined ? '' : ` below the vocabulary size ${vocabSize}`}`);
+    }
+    if (typeof value !== 'number' || !(Number.isFinite(value) || value === -Infinity)) {
+      throw new RequestError('invalid_logit_bias', 'logitBias', `token ${key}: the bias must be a finite number or -Infinity, got ${String(value)}`);
+    }
+    map.set(id, value);
+  }
+  return map;
+}
+
+function checkConstraint(constraint: TokenConstraint | undefined): TokenConstraint | undefined {
+  if (constraint === undefined) return undefined;
+  if (typeof constraint !== 'object' || constraint === null || typeof constraint.mask !== 'function' || typeof constraint.accept !== 'function') {
+    throw new RequestError('invalid_constraint', 'constraint', 'must be a TokenConstraint (mask, accept, complete, finished, clone)');
+  }
+  return constraint;
 }
 
 function checkLogits(logits: Float32Array): void {
@@ -170,132 +319,4 @@ function logSumExp(logits: Float32Array): number {
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
   return max + Math.log(sum);
-}
-
-/**
- * The k largest logits, sorted (ties: lower id first). A min-heap of size k keeps the best so far,
- * so this is O(n log k) rather than a full sort. NaN counts as -inf.
- */
-function topCandidates(logits: Float32Array, k: number): Candidates {
-  const ids = new Int32Array(k);
-  const vals = new Float64Array(k);
-  let size = 0;
-  const siftDown = (i: number): void => {
-    const id = ids[i];
-    const v = vals[i];
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= size) break;
-      const r = l + 1;
-      // The worse child: lower value, or on equal values the higher id.
-      const c = r < size && (vals[r] < vals[l] || (vals[r] === vals[l] && ids[r] > ids[l])) ? r : l;
-      if (!(vals[c] < v || (vals[c] === v && ids[c] > id))) break;
-      ids[i] = ids[c];
-      vals[i] = vals[c];
-      i = c;
-    }
-    ids[i] = id;
-    vals[i] = v;
-  };
-  for (let i = 0; i < logits.length && k > 0; i++) {
-    let v = logits[i];
-    if (v !== v) v = -Infinity;
-    if (size < k) {
-      // Sift up past every better parent; a later id loses ties, so it also passes equal values.
-      let j = size++;
-      while (j > 0) {
-        const p = (j - 1) >> 1;
-        if (vals[p] < v) break;
-        ids[j] = ids[p];
-        vals[j] = vals[p];
-        j = p;
-      }
-      ids[j] = i;
-      vals[j] = v;
-    } else if (v > vals[0]) {
-      // Strictly better than the worst kept; on a tie the kept (earlier) id stays.
-      ids[0] = i;
-      vals[0] = v;
-      siftDown(0);
-    }
-  }
-  const order = Array.from({ length: size }, (_, i) => i).sort((a, b) => vals[b] - vals[a] || ids[a] - ids[b] || 0);
-  return { ids: Int32Array.from(order, (i) => ids[i]), logits: Float64Array.from(order, (i) => vals[i]) };
-}
-
-/** The smallest head of sorted candidates whose softmax mass (over the candidates) is >= p. */
-function keepTopP(c: Candidates, p: number): Candidates {
-  const max = c.logits[0];
-  if (!Number.isFinite(max)) return c;
-  let total = 0;
-  for (let i = 0; i < c.logits.length; i++) total += Math.exp(c.logits[i] - max);
-  const need = p * total;
-  let acc = 0;
-  for (let i = 0; i < c.logits.length; i++) {
-    acc += Math.exp(c.logits[i] - max);
-    if (acc >= need) return { ids: c.ids.subarray(0, i + 1), logits: c.logits.subarray(0, i + 1) };
-  }
-  return c; // rounding left the sum just under p: keep them all
-}
-
-/**
- * top-p over the whole vocabulary (top-k off) without sorting it: bucket the tokens by how far
- * their logit lies below the maximum (1/16 nat per bucket), find the bucket where the running
- * mass reaches p, and sort only that bucket to place the cut. Survivors come out in id order.
- */
-function topPOfAll(logits: Float32Array, p: number): Candidates {
-  const n = logits.length;
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
-  if (!Number.isFinite(max)) return topCandidates(logits, 1);
-  const PER_NAT = 16;
-  const BUCKETS = 40 * PER_NAT; // beyond 40 nats below the max a weight is < 5e-18: one last bucket
-  const bucketOf = new Uint16Array(n);
-  const mass = new Float64Array(BUCKETS);
-  let total = 0;
-  for (let i = 0; i < n; i++) {
-    const v = logits[i];
-    const w = v === v ? Math.exp(v - max) : 0;
-    const b = v === v ? Math.min(BUCKETS - 1, Math.floor((max - v) * PER_NAT)) : BUCKETS - 1;
-    bucketOf[i] = b;
-    mass[b] += w;
-    total += w;
-  }
-  const need = p * total;
-  let before = 0; // mass of the buckets above the crossing one
-  let cross = 0;
-  while (cross < BUCKETS - 1 && before + mass[cross] < need) before += mass[cross++];
-
-  // Inside the crossing bucket: best first (ties: lower id), until the mass is reached.
-  const inBucket: number[] = [];
-  for (let i = 0; i < n; i++) if (bucketOf[i] === cross) inBucket.push(i);
-  inBucket.sort((a, b) => logits[b] - logits[a] || a - b);
-  const keep = new Uint8Array(n);
-  let acc = before;
-  for (const i of inBucket) {
-    keep[i] = 1;
-    const v = logits[i];
-    acc += v === v ? Math.exp(v - max) : 0;
-    if (acc >= need) break;
-  }
-  let count = 0;
-  for (let i = 0; i < n; i++) {
-    if (bucketOf[i] < cross) keep[i] = 1;
-    count += keep[i];
-  }
-  const ids = new Int32Array(count);
-  const vals = new Float64Array(count);
-  for (let i = 0, j = 0; i < n; i++) {
-    if (keep[i]) {
-      ids[j] = i;
-      vals[j++] = logits[i];
-    }
-  }
-  return { ids, logits: vals };
-}
-
-function randomSeed(): number {
-  const words = new Uint32Array(2);
-  globalThis.crypto.getRandomValues(words);
-  return (words[0] & 0x1fffff) * 2 ** 32 + words[1]; // 53 random bits
 }

@@ -1,0 +1,218 @@
+/**
+ * generate/stream on the embedded stories260K: seeded sampling across thread counts, stop strings
+ * split across tokens (streaming never shows what becomes a stop), finish reasons, logprobs, n
+ * samples against single runs, option errors; and the same through the CLI.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RequestError } from '../src/errors.js';
+import { logSoftmax, topLogprobs } from '../src/generation/sampler.js';
+import { loadModel, type GenerateOptions, type GenerateResult, type Model, type TokenEvent } from '../src/model.js';
+import { run } from './helpers/cli.js';
+
+const PROMPT = 'Once upon a time';
+/** stories260K's greedy continuation; "girl" is three tokens: " g", "ir", "l". */
+const GREEDY = ', there was a little girl named Lily.';
+
+let one: Model; // 1 thread
+let two: Model; // 2 threads
+beforeAll(async () => {
+  one = await loadModel(undefined, { threads: 1 });
+  two = await loadModel(undefined, { threads: 2 });
+});
+afterAll(() => {
+  one?.dispose();
+  two?.dispose();
+});
+
+/** Run a stream to the end: its events and its result. */
+async function streamAll(model: Model, prompt: string, opts: GenerateOptions): Promise<{ events: TokenEvent[]; result: GenerateResult }> {
+  const events: TokenEvent[] = [];
+  const stream = model.stream(prompt, opts);
+  let next = await stream.next();
+  for (; !next.done; next = await stream.next()) events.push(next.value);
+  return { events, result: next.value };
+}
+
+describe('sampling with a seed', () => {
+  it('gives the same tokens on 1 and 2 threads, for every sampler configuration', async () => {
+    const configs: GenerateOptions[] = [
+      { temperature: 1 },
+      { temperature: 0.9, topK: 0, topP: 0.9, minP: 0 },
+      { temperature: 1.2, typicalP: 0.8, repeatPenalty: 1.3, presencePenalty: 0.5, frequencyPenalty: 0.2 },
+      { mirostat: 2, mirostatTau: 4, mirostatEta: 0.2, temperature: 1 },
+    ];
+    for (const config of configs) {
+      const opts = { ...config, seed: 1234, maxTokens: 40 };
+      const a = await one.generate(PROMPT, opts);
+      const b = await two.generate(PROMPT, opts);
+      expect(b.tokens, JSON.stringify(config)).toEqual(a.tokens);
+      expect(a.seed).toBe(1234);
+      expect((await one.generate(PROMPT, { ...opts, seed: 1235 })).tokens, JSON.stringify(config)).not.toEqual(a.tokens);
+    }
+  });
+
+  it('keeps greedy decoding what it was', async () => {
+    expect((await one.generate(PROMPT, { temperature: 0, maxTokens: 11 })).text).toBe(GREEDY);
+  });
+
+  it('applies the logit bias and the penalties while generating', async () => {
+    const first = (await one.generate(PROMPT, { temperature: 0, maxTokens: 1 })).tokens[0];
+    const banned = await one.generate(PROMPT, { temperature: 0, maxTokens: 1, logitBias: { [first]: -Infinity } });
+    expect(banned.tokens[0]).not.toBe(first);
+    // A strong repeat penalty over the whole history keeps greedy output from repeating any token.
+    const penalized = await one.generate(PROMPT, { temperature: 0, maxTokens: 30, repeatPenalty: 100, repeatLastN: -1 });
+    expect(new Set(penalized.tokens).size).toBe(penalized.tokens.length);
+  });
+});
+
+describe('stop strings', () => {
+  it('end at a stop string spread over three tokens, excluded from the text; streaming never shows any of it', async () => {
+    const { events, result } = await streamAll(one, PROMPT, { temperature: 0, maxTokens: 30, stop: ['xyz', 'irl nam'] });
+    expect(result.text).toBe(', there was a little g');
+    expect(result.stopReason).toBe('stop');
+    expect(result.stopSequence).toBe('irl nam');
+    expect(result.tokens.length).toBe(9); // through " named", the token that completed the stop
+    expect(events.map((e) => e.text).join('')).toBe(result.text);
+    let shown = '';
+    for (const e of events) {
+      shown += e.text;
+      expect(result.text.startsWith(shown)).toBe(true);
+    }
+    // " g" is held back until "ir" arrives ("g" could not start "irl nam"; " g" is released at once).
+    expect(events.map((e) => e.text)).toEqual([',', ' there', ' was', ' a', ' little', ' g', '', '', '']);
+  });
+
+  it('release held text at the end when the stop never completes', async () => {
+    const { events, result } = await streamAll(one, PROMPT, { temperature: 0, maxTokens: 8, stop: ['girl!!'] });
+    expect(result.text).toBe(', there was a little girl');
+    expect(result.stopReason).toBe('length');
+    expect(events.at(-1)).toEqual({ index: 0, id: null, text: 'girl' });
+    expect(events.map((e) => e.text).join('')).toBe(result.text);
+  });
+
+  it('match within one token too', async () => {
+    const r = await one.generate(PROMPT, { temperature: 0, maxTokens: 30, stop: ['here'] });
+    expect([r.text, r.stopReason]).toEqual([', t', 'stop']);
+  });
+});
+
+describe('finish reasons', () => {
+  it('length, eos and abort', async () => {
+    expect((await one.generate(PROMPT, { temperature: 0, maxTokens: 3 })).stopReason).toBe('length');
+    const eos = await one.generate(PROMPT, { temperature: 0, logitBias: { [one.tokenizer.eos]: 50 } });
+    expect([eos.stopReason, eos.tokens, eos.text]).toEqual(['eos', [], '']);
+    const abort = new AbortController();
+    abort.abort();
+    const aborted = await one.generate(PROMPT, { signal: abort.signal });
+    expect([aborted.stopReason, aborted.tokens]).toEqual(['abort', []]);
+    expect((await one.generate(PROMPT, { maxTokens: 0 })).stopReason).toBe('length');
+  });
+});
+
+describe('logprobs', () => {
+  it('give each token its raw and processed log-probability with the top alternatives', async () => {
+    const greedy = await one.generate(PROMPT, { temperature: 0, maxTokens: 3, logprobs: 3 });
+    const logits = one.forward(greedy.promptTokens, 0);
+    const first = greedy.logprobs![0];
+    expect(first.id).toBe(greedy.tokens[0]);
+    expect(first.raw.top).toEqual(topLogprobs(logits, 3));
+    expect(first.raw.logprob).toBeCloseTo(logSoftmax(logits)[first.id], 10);
+    expect(first.processed).toEqual({ logprob: 0, top: [{ id: first.id, logprob: 0 }] }); // greedy: probability 1
+    expect(greedy.logprobs!.length).toBe(3);
+
+    const sampled = await one.generate(PROMPT, { temperature: 1.5, topK: 3, minP: 0, topP: 1, maxTokens: 20, logprobs: 5, seed: 9 });
+    for (const [i, lp] of sampled.logprobs!.entries()) {
+      expect(lp.id).toBe(sampled.tokens[i]);
+      expect(lp.raw.top.length).toBe(5);
+      expect(lp.processed.top.length).toBe(3); // top-k 3 leaves three
+      const mass = lp.processed.top.reduce((sum, t) => sum + Math.exp(t.logprob), 0);
+      expect(mass).toBeCloseTo(1, 12);
+      expect(lp.processed.top.map((t) => t.id)).toEqual(lp.raw.top.slice(0, 3).map((t) => t.id));
+      expect(lp.processed.top.some((t) => t.id === lp.id && t.logprob === lp.processed.logprob)).toBe(true);
+    }
+  });
+});
+
+describe('n samples', () => {
+  it('share one prefill and equal single runs seeded seed + i', async () => {
+    const opts = { temperature: 1, maxTokens: 25, seed: 77, stop: ['.'], logprobs: 1 };
+    const { events, result } = await streamAll(one, PROMPT, { ...opts, n: 3 });
+    expect(result.choices.length).toBe(3);
+    for (const [i, choice] of result.choices.entries()) {
+      const alone = await one.generate(PROMPT, { ...opts, seed: 77 + i });
+      expect(choice.index).toBe(i);
+      expect(choice.seed).toBe(77 + i);
+      expect(choice.tokens).toEqual(alone.tokens);
+      expect(choice.text).toBe(alone.text);
+      expect(choice.stopReason).toBe(alone.stopReason);
+      expect(choice.logprobs).toEqual(alone.logprobs);
+      expect(events.filter((e) => e.index === i).map((e) => e.text).join('')).toBe(choice.text);
+    }
+    expect(new Set(result.choices.map((c) => c.text)).size).toBeGreaterThan(1); // independent draws
+    expect(result.text).toBe(result.choices[0].text);
+    expect(result.timings.generatedTokens).toBe(result.choices.reduce((s, c) => s + c.tokens.length, 0));
+    // The model's own cache still continues the prompt like before.
+    expect((await one.generate(PROMPT, { temperature: 0, maxTokens: 11 })).text).toBe(GREEDY);
+  });
+});
+
+describe('option errors', () => {
+  it('name the parameter', async () => {
+    const bad: [GenerateOptions, string][] = [
+      [{ n: 0 }, 'n'],
+      [{ n: 1.5 }, 'n'],
+      [{ n: 65 }, 'n'],
+      [{ logprobs: -1 }, 'logprobs'],
+      [{ stop: [''] }, 'stop'],
+      [{ stop: 'x' as never }, 'stop'],
+      [{ topP: 1.2 }, 'topP'],
+      [{ minP: NaN }, 'minP'],
+      [{ temperature: -1 }, 'temperature'],
+      [{ mirostat: 2, topK: 10 }, 'topK'],
+      [{ logitBias: { 512: 1 } }, 'logitBias'],
+      [{ maxTokens: -1 }, 'maxTokens'],
+    ];
+    for (const [opts, parameter] of bad) {
+      const err = await one.generate(PROMPT, opts).catch((e: unknown) => e);
+      expect(err, JSON.stringify(opts)).toBeInstanceOf(RequestError);
+      expect((err as RequestError).parameter, JSON.stringify(opts)).toBe(parameter);
+    }
+  });
+});
+
+describe('CLI generate', () => {
+  it('--json shows logprobs with token texts, the stop string and the seed', async () => {
+    const r = await run(['generate', PROMPT, '--json', '-n', '20', '--temp', '0', '-t', '1', '--logprobs', '2', '--stop', 'irl nam']);
+    expect(r.stderr).toBe('');
+    const j = JSON.parse(r.stdout);
+    expect(j.text).toBe(', there was a little g');
+    expect([j.stopReason, j.stopSequence]).toEqual(['stop', 'irl nam']);
+    expect(j.logprobs.length).toBe(j.tokens.length);
+    expect(j.logprobs[0].token).toBe(',');
+    expect(j.logprobs[0].raw.top.length).toBe(2);
+    expect(j.logprobs[0].processed).toEqual({ logprob: 0, top: [{ id: j.tokens[0], token: ',', logprob: 0 }] });
+  });
+
+  it('--n-samples prints each sample; the same seed gives the same samples', async () => {
+    const args = ['generate', PROMPT, '-n', '12', '-t', '1', '--seed', '5', '--n-samples', '2', '--temp', '1', '--top-k', '0', '--min-p', '0.1', '--typical-p', '0.9', '--repeat-penalty', '1.1', '--repeat-last-n', '-1', '--presence-penalty', '0.1', '--frequency-penalty', '0.1', '--stop', '\\n'];
+    const a = await run(args);
+    expect(a.code).toBe(0);
+    expect(a.stdout).toMatch(/^--- sample 0 \(seed 5, (length|stop)\) ---\nOnce upon a time[^\n]*\n--- sample 1 \(seed 6, (length|stop)\) ---\nOnce upon a time/);
+    expect((await run(args)).stdout).toBe(a.stdout);
+    const j = JSON.parse((await run([...args, '--json'])).stdout);
+    expect(j.choices.map((c: { seed: number }) => c.seed)).toEqual([5, 6]);
+    const m = JSON.parse((await run(['generate', PROMPT, '--json', '-n', '8', '-t', '1', '--seed', '3', '--mirostat', '2', '--mirostat-lr', '0.2', '--mirostat-ent', '3'])).stdout);
+    expect(m.tokens.length).toBe(8);
+  });
+
+  it('rejects bad sampling flags, and mirostat with top-k', async () => {
+    for (const [flag, value] of [['--min-p', '2'], ['--typical-p', '0'], ['--repeat-penalty', '0'], ['--repeat-last-n', '-2'], ['--mirostat', '3'], ['--logprobs', '-1'], ['--n-samples', '0'], ['--stop', '']]) {
+      const r = await run(['generate', PROMPT, flag, value]);
+      expect(r.code, flag).toBe(2);
+      expect(r.stderr, flag).toContain(`option '${flag} <`);
+    }
+    const clash = await run(['generate', PROMPT, '--mirostat', '2', '--top-k', '10', '-n', '2']);
+    expect(clash.code).toBe(1);
+    expect(clash.stderr).toContain('topK: has no effect with mirostat 2');
+  });
+});
