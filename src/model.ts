@@ -8,6 +8,8 @@ import type { Backend, BackendName } from './backend/backend.js';
 import { RequestError } from './errors.js';
 import { perplexity, type PerplexityResult } from './generation/perplexity.js';
 import { logprobOf, randomSeed, Sampler, topLogprobs, type Distribution, type SamplingOptions } from './generation/sampler.js';
+import { beamSearch, type BeamHypothesis, type EarlyStopping } from './generation/beam.js';
+import { speculativeStream, type PromptLookupOptions, type SpeculativeStats } from './generation/speculative.js';
 import { checkStops, StopMatcher } from './generation/stop.js';
 import { loadLlamaWeights, modelConfig, modelTokenizer, openModelFile, type ModelFile } from './loader.js';
 import { LlamaModel, type LlamaConfig } from './models/llama.js';
@@ -52,6 +54,22 @@ export interface GenerateOptions extends SamplingOptions {
    * seed + i and its own copy of the constraint, so it equals a single run with that seed.
    */
   n?: number;
+  /**
+   * Speculative decoding with a draft model: another loaded Model with the same vocabulary
+   * (e.g. a quantized copy) proposes up to `draftMax` tokens per step and this model checks them
+   * in one batch. The output follows this model's distribution exactly (greedy: the same tokens).
+   */
+  draftModel?: Model;
+  /** Speculative decoding without a draft model: proposals copied from earlier text (n-gram lookup). */
+  promptLookup?: boolean | PromptLookupOptions;
+  /** Tokens proposed per speculative step at most (default 8). */
+  draftMax?: number;
+  /** Beam search with this many beams (> 1): deterministic, on the model's raw log-probabilities. */
+  numBeams?: number;
+  /** Beam scores are logprob / length^lengthPenalty (default 1, as in Hugging Face). */
+  lengthPenalty?: number;
+  /** Beam search stops when numBeams hypotheses are done (true), by HF's heuristic (false, default), or at maxTokens ('never'). */
+  earlyStopping?: EarlyStopping;
 }
 
 export interface GenerateTimings {
@@ -103,6 +121,10 @@ export interface GenerateResult extends Omit<GenerateChoice, 'index'> {
   promptTokens: number[];
   choices: GenerateChoice[];
   timings: GenerateTimings;
+  /** With speculative decoding: rounds, drafted and accepted tokens, acceptance rate. */
+  speculative?: SpeculativeStats;
+  /** With beam search: the finished and running hypotheses, best first. */
+  beams?: BeamHypothesis[];
 }
 
 export interface TokenEvent {
@@ -236,6 +258,9 @@ export class Model {
       throw new RequestError('prompt_too_long', 'prompt', `${promptTokens.length} tokens do not fit the context of ${this.contextLength}`);
     }
 
+    if (opts.draftModel || opts.promptLookup) return yield* this.streamSpeculative(promptTokens, samplers[0], stops, maxTokens, opts);
+    if (opts.numBeams !== undefined && opts.numBeams !== 1) return yield* this.streamBeams(promptTokens, samplers[0], stops, maxTokens, opts);
+
     let start = performance.now();
     const promptLogits = this.net.forward(promptTokens, 0).f32().slice();
     const promptMs = performance.now() - start;
@@ -305,6 +330,94 @@ export class Model {
     };
   }
 
+  /** Speculative decoding (a draft model or prompt lookup) of one sample; see GenerateOptions.draftModel. */
+  private async *streamSpeculative(
+    promptTokens: number[], sampler: Sampler, stops: readonly string[], maxTokens: number, opts: GenerateOptions,
+  ): AsyncGenerator<TokenEvent, GenerateResult> {
+    rejectWith(opts, 'speculative decoding', ['n', 'logprobs', 'constraint', 'mirostat', 'numBeams']);
+    if (opts.draftModel && opts.promptLookup) {
+      throw new RequestError('conflicting_options', 'promptLookup', 'give either draftModel or promptLookup, not both');
+    }
+    const draft = opts.draftModel ? this.checkDraft(opts.draftModel).net : { promptLookup: opts.promptLookup === true ? {} : (opts.promptLookup as PromptLookupOptions) };
+    const run = new SampleRun(0, sampler, this.net.cache, promptTokens, new Float32Array(0), this.tokenizer.createStreamDecoder(), stops);
+    const start = performance.now();
+    const stats = {} as SpeculativeStats;
+    const tokens = speculativeStream(this.net, draft, promptTokens, {
+      stats,
+      draftMax: opts.draftMax,
+      maxTokens,
+      distribution: (logits, history) => sampler.distribution(logits, history),
+      rng: { nextFloat: () => sampler.random() },
+      stopTokens: this.tokenizer.endOfGeneration,
+      signal: opts.signal,
+    });
+    let next = await tokens.next();
+    for (; !next.done; next = await tokens.next()) {
+      yield run.push(next.value, undefined);
+      if (run.stopReason) break; // a stop string
+    }
+    if (!next.done) await tokens.return(undefined as never);
+    yield* run.finish(run.stopReason ?? (next.done ? next.value.stopReason : 'stop'));
+    return this.singleResult(run, promptTokens, performance.now() - start, { speculative: stats });
+  }
+
+  /** Beam search; the best hypothesis is streamed once the search ends. */
+  private async *streamBeams(
+    promptTokens: number[], sampler: Sampler, stops: readonly string[], maxTokens: number, opts: GenerateOptions,
+  ): AsyncGenerator<TokenEvent, GenerateResult> {
+    rejectWith(opts, 'beam search', ['n', 'logprobs', 'constraint', 'draftModel', 'promptLookup', ...SAMPLING_OPTION_NAMES]);
+    const start = performance.now();
+    const result = await beamSearch(this.net, this.tokenizer, promptTokens, {
+      numBeams: opts.numBeams!,
+      maxTokens,
+      lengthPenalty: opts.lengthPenalty,
+      earlyStopping: opts.earlyStopping,
+      signal: opts.signal,
+    });
+    const run = new SampleRun(0, sampler, this.net.cache, promptTokens, new Float32Array(0), this.tokenizer.createStreamDecoder(), stops);
+    for (const id of result.tokens) {
+      if (this.tokenizer.endOfGeneration.has(id)) break;
+      yield run.push(id, undefined);
+      if (run.stopReason) break;
+    }
+    yield* run.finish(run.stopReason ?? result.finishReason);
+    return this.singleResult(run, promptTokens, performance.now() - start, { beams: result.hypotheses });
+  }
+
+  /** A draft model must share this model's vocabulary token for token. */
+  private checkDraft(draft: Model): Model {
+    if (draft === this || draft.net === this.net) {
+      throw new RequestError('invalid_draft', 'draftModel', 'the draft must be a separately loaded model (it needs its own KV cache)');
+    }
+    const a = this.tokenizer;
+    const b = draft.tokenizer;
+    const same = a.vocabSize === b.vocabSize && Array.from({ length: a.vocabSize }, (_, id) => id).every((id) => a.tokenText(id) === b.tokenText(id));
+    if (!same) throw new RequestError('invalid_draft', 'draftModel', `${draft.path} has a different vocabulary from ${this.path}`);
+    if (draft.contextLength < this.contextLength) {
+      throw new RequestError('invalid_draft', 'draftModel', `${draft.path} holds ${draft.contextLength} positions, fewer than this model's ${this.contextLength}`);
+    }
+    return draft;
+  }
+
+  /** The result of a single-sample decoder (speculative, beams) that times the whole run. */
+  private singleResult(run: SampleRun, promptTokens: number[], ms: number, extra: Pick<GenerateResult, 'speculative' | 'beams'>): GenerateResult {
+    const { index: _index, ...first } = run.choice(false);
+    return {
+      ...first,
+      promptTokens,
+      choices: [run.choice(false)],
+      timings: {
+        promptTokens: promptTokens.length,
+        promptMs: 0,
+        prefillTokS: 0,
+        generatedTokens: run.tokens.length,
+        decodeMs: ms,
+        decodeTokS: ms > 0 ? (run.tokens.length / ms) * 1000 : 0,
+      },
+      ...extra,
+    };
+  }
+
   /** llama.cpp's perplexity over `text` (tokenized with BOS, special tokens not parsed). */
   async perplexity(
     text: string,
@@ -341,6 +454,22 @@ export class Model {
    */
   applyChatTemplate(messages: readonly ChatMessage[], opts: ApplyChatTemplateOptions = {}): string {
     return applyChatTemplate(this.tokenizer, messages, opts, this.path);
+  }
+}
+
+/** Sampling options that beam search (deterministic, on raw log-probabilities) cannot honour. */
+const SAMPLING_OPTION_NAMES = [
+  'temperature', 'topK', 'topP', 'minP', 'typicalP', 'mirostat', 'repeatPenalty', 'presencePenalty', 'frequencyPenalty', 'logitBias',
+] as const;
+
+/** A clear error for options `mode` cannot combine with (given and not at their neutral value). */
+function rejectWith(opts: GenerateOptions, mode: string, names: readonly string[]): void {
+  const neutral: Record<string, unknown> = { n: 1, logprobs: 0, mirostat: 0, numBeams: 1, promptLookup: false };
+  for (const name of names) {
+    const value = (opts as Record<string, unknown>)[name];
+    if (value !== undefined && value !== neutral[name]) {
+      throw new RequestError('conflicting_options', name, `cannot be combined with ${mode}`);
+    }
   }
 }
 

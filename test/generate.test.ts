@@ -216,3 +216,57 @@ describe('CLI generate', () => {
     expect(clash.stderr).toContain('topK: has no effect with mirostat 2');
   });
 });
+
+describe('speculative decoding and beam search through generate', () => {
+  it('greedy with prompt lookup or a draft model gives plain greedy tokens, with acceptance statistics', async () => {
+    const plain = await one.generate(PROMPT, { temperature: 0, maxTokens: 48 });
+    const lookup = await one.generate(PROMPT, { temperature: 0, maxTokens: 48, promptLookup: true, draftMax: 4 });
+    expect(lookup.tokens).toEqual(plain.tokens);
+    expect(lookup.text).toBe(plain.text);
+    expect(lookup.speculative!.rounds).toBeGreaterThan(0);
+    const drafted = await one.generate(PROMPT, { temperature: 0, maxTokens: 48, draftModel: two, draftMax: 6 });
+    expect(drafted.tokens).toEqual(plain.tokens);
+    expect(drafted.speculative!.acceptanceRate).toBe(1); // the same weights: every proposal holds
+  });
+
+  it('stops on a stop string under speculation, as plain decoding does', async () => {
+    const plain = await one.generate(PROMPT, { temperature: 0, maxTokens: 48, stop: ['Lily'] });
+    const lookup = await one.generate(PROMPT, { temperature: 0, maxTokens: 48, stop: ['Lily'], promptLookup: true });
+    expect([lookup.text, lookup.stopReason, lookup.stopSequence]).toEqual([plain.text, 'stop', 'Lily']);
+  });
+
+  it('beam search: one beam is greedy, several are deterministic and return their hypotheses', async () => {
+    const plain = await one.generate(PROMPT, { temperature: 0, maxTokens: 24 });
+    const a = await one.generate(PROMPT, { numBeams: 3, maxTokens: 24 });
+    const b = await two.generate(PROMPT, { numBeams: 3, maxTokens: 24 });
+    expect(a.tokens).toEqual(b.tokens);
+    expect(a.beams!.length).toBeGreaterThan(0);
+    expect(a.beams![0].tokens.slice(0, a.tokens.length)).toEqual(a.tokens);
+    expect((await one.generate(PROMPT, { temperature: 0, numBeams: 1, maxTokens: 24 })).tokens).toEqual(plain.tokens);
+  });
+
+  it('rejects options that cannot be combined', async () => {
+    await expect(one.generate(PROMPT, { numBeams: 2, temperature: 0.5 })).rejects.toThrow(/temperature.*beam search|cannot be combined with beam search/);
+    await expect(one.generate(PROMPT, { promptLookup: true, n: 2 })).rejects.toMatchObject({ code: 'conflicting_options', parameter: 'n' });
+    await expect(one.generate(PROMPT, { draftModel: one })).rejects.toMatchObject({ code: 'invalid_draft', parameter: 'draftModel' });
+    await expect(one.generate(PROMPT, { draftModel: two, promptLookup: true })).rejects.toMatchObject({ code: 'conflicting_options' });
+  });
+});
+
+describe('smallmind generate: speculative and beam flags', () => {
+  it('--prompt-lookup and --draft-model keep greedy output and report acceptance; --beams returns beams', async () => {
+    const plain = JSON.parse((await run(['generate', PROMPT, '-n', '24', '--temp', '0', '--json'])).stdout);
+    const lookup = JSON.parse((await run(['generate', PROMPT, '-n', '24', '--temp', '0', '--prompt-lookup', '--draft-max', '3', '--json'])).stdout);
+    expect(lookup.tokens).toEqual(plain.tokens);
+    expect(lookup.speculative.rounds).toBeGreaterThan(0);
+    const q8 = new URL('../../shared/fixtures/stories260K-q8_0.gguf', import.meta.url).pathname;
+    const drafted = JSON.parse((await run(['generate', PROMPT, '-n', '24', '--temp', '0', '--draft-model', q8, '--json'])).stdout);
+    expect(drafted.tokens).toEqual(plain.tokens);
+    expect(drafted.speculative.acceptanceRate).toBeGreaterThan(0.5);
+    const beams = JSON.parse((await run(['generate', PROMPT, '-n', '12', '--beams', '2', '--json'])).stdout);
+    expect(beams.beams.length).toBeGreaterThan(0);
+    const bad = await run(['generate', PROMPT, '--beams', '2', '--temp', '0.5']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/temperature: cannot be combined with beam search/);
+  });
+});

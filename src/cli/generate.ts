@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import type { GenerateChoice, GenerateResult, Model, TokenLogprobs } from '../model.js';
 import type { CliIO } from './io.js';
 import {
-  integerIn, jsonOption, loadWithProgress, modelOption, runtimeOptions, samplingFromFlags, samplingOptions, tokenizerOption,
+  integerIn, jsonOption, loadWithProgress, numberIn, modelOption, runtimeOptions, samplingFromFlags, samplingOptions, tokenizerOption,
   type LoadFlags, type SamplingFlags,
 } from './options.js';
 
@@ -11,6 +11,11 @@ interface GenerateFlags extends LoadFlags, SamplingFlags {
   ctxSize?: number;
   displayPrompt: boolean;
   nSamples?: number;
+  draftModel?: string;
+  draftMax?: number;
+  promptLookup?: boolean;
+  beams?: number;
+  lengthPenalty?: number;
 }
 
 export function generateCommand(io: CliIO): Command {
@@ -22,16 +27,32 @@ export function generateCommand(io: CliIO): Command {
   for (const option of [...samplingOptions(), ...runtimeOptions()]) command.addOption(option);
   return command
     .addOption(new Option('--n-samples <n>', 'independent samples sharing one prompt prefill, sample i seeded with seed + i (default 1)').argParser(integerIn(1, 64)))
+    .addOption(new Option('--draft-model <file>', 'speculative decoding: a smaller model with the same vocabulary proposes tokens (same output distribution)'))
+    .addOption(new Option('--draft-max <k>', 'tokens proposed per speculative step at most (default 8)').argParser(integerIn(1, 256)))
+    .addOption(new Option('--prompt-lookup', 'speculative decoding without a draft model: proposals copied from earlier text (n-gram lookup)'))
+    .addOption(new Option('--beams <n>', 'beam search with n beams (deterministic; no sampling flags)').argParser(integerIn(1, 64)))
+    .addOption(new Option('--length-penalty <x>', 'beam scores are logprob / length^x (default 1)').argParser(numberIn(-Infinity, Infinity)))
     .addOption(new Option('--no-display-prompt', 'do not echo the prompt before the generated text'))
     .addOption(jsonOption())
     .action(async (promptArg: string | undefined, flags: GenerateFlags) => {
       // Piped text loses one trailing newline, as llama.cpp's -f does.
       const prompt = promptArg ?? (await io.readStdin())?.replace(/\n$/, '') ?? '';
       const { model, loadMs } = await loadWithProgress(io, flags, { contextLength: flags.ctxSize });
+      let draft: Model | undefined;
       const abort = new AbortController();
       const untrap = io.trapInterrupt?.(() => abort.abort());
       try {
-        const stream = model.stream(prompt, { ...samplingFromFlags(flags), n: flags.nSamples, signal: abort.signal });
+        if (flags.draftModel) draft = (await loadWithProgress(io, { ...flags, model: flags.draftModel, tokenizer: undefined }, { contextLength: model.contextLength })).model;
+        const stream = model.stream(prompt, {
+          ...samplingFromFlags(flags),
+          n: flags.nSamples,
+          signal: abort.signal,
+          draftModel: draft,
+          draftMax: flags.draftMax,
+          promptLookup: flags.promptLookup,
+          numBeams: flags.beams,
+          lengthPenalty: flags.lengthPenalty,
+        });
         // Several samples are printed one after another once done; one is streamed as it comes.
         const streaming = !flags.json && (flags.nSamples ?? 1) === 1;
         if (streaming && flags.displayPrompt) io.stdout.write(prompt);
@@ -54,6 +75,7 @@ export function generateCommand(io: CliIO): Command {
         }
       } finally {
         untrap?.();
+        draft?.dispose();
         model.dispose();
       }
     });
@@ -73,6 +95,8 @@ function generateJson(result: GenerateResult, loadMs: number, model: Model): obj
     ...choice(result.choices[0]),
     promptTokens: result.promptTokens,
     ...(result.choices.length > 1 && { choices: result.choices.map(choice) }),
+    ...(result.speculative && { speculative: roundAll(result.speculative) }),
+    ...(result.beams && { beams: result.beams.map((b) => ({ tokens: b.tokens, logprob: round(b.logprob), score: round(b.score), eos: b.eos })) }),
     timings: { loadMs: round(loadMs), ...roundAll(result.timings) },
   };
 }
@@ -98,7 +122,11 @@ export function timingLines(result: GenerateResult, loadMs: number): string {
     `\n${'load time'.padStart(11)}: ${loadMs.toFixed(2).padStart(10)} ms\n` +
     line('prompt eval', t.promptMs, t.promptTokens, 'tokens', t.prefillTokS) +
     line('eval', t.decodeMs, decodeRuns, 'runs  ', t.decodeTokS) +
-    `${'stop'.padStart(11)}: ${result.stopReason} after ${t.generatedTokens} tokens\n`
+    `${'stop'.padStart(11)}: ${result.stopReason} after ${t.generatedTokens} tokens\n` +
+    (result.speculative
+      ? `${'speculative'.padStart(11)}: ${result.speculative.accepted}/${result.speculative.drafted} drafted tokens accepted ` +
+        `(${(result.speculative.acceptanceRate * 100).toFixed(1)}%) in ${result.speculative.rounds} rounds\n`
+      : '')
   );
 }
 

@@ -69,6 +69,8 @@ export interface SpeculativeOptions {
   /** End-of-generation ids (a tokenizer's endOfGeneration): generation stops after one. */
   stopTokens?: ReadonlySet<number>;
   signal?: AbortSignal;
+  /** Filled in as rounds go (also when the caller stops early); default: a fresh object. */
+  stats?: SpeculativeStats;
 }
 
 export interface SpeculativeStats {
@@ -118,7 +120,7 @@ export async function* speculativeStream(
     : new DraftModel(draft, target, opts.draftDistribution ?? targetDist, distribution ? rng! : undefined);
 
   const context = [...promptTokens];
-  const stats: SpeculativeStats = { rounds: 0, drafted: 0, accepted: 0, acceptanceRate: 0 };
+  const stats: SpeculativeStats = Object.assign(opts.stats ?? {}, { rounds: 0, drafted: 0, accepted: 0, acceptanceRate: 0 });
   let generated = 0;
   let stopReason: SpeculativeResult['stopReason'] = 'length';
   if (context.length > 1) target.forward(context.slice(0, -1), 0);
@@ -136,6 +138,7 @@ export async function* speculativeStream(
     stats.rounds++;
     stats.drafted += proposal.tokens.length;
     stats.accepted += settled.length - 1;
+    stats.acceptanceRate = stats.drafted ? stats.accepted / stats.drafted : 0;
     for (const id of settled) {
       if (stopTokens.has(id)) {
         stopReason = 'eos';
