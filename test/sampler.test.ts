@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { RequestError } from '../src/errors.js';
 import type { TokenConstraint } from '../src/generation/constraint.js';
 import {
-  allCandidates, applyLogitBias, applyPenalties, drawFrom, minP, mirostatTruncate, softmax, temperature, topK, topP, typicalP,
+  applyLogitBias, applyPenalties, drawFrom, minP, mirostatTruncate, softmax, temperature, topK, topP, typicalP,
   type Candidates, type Distribution,
 } from '../src/generation/processors.js';
 import { argmax, logSoftmax, Sampler, SAMPLING_DEFAULTS, survivingTokens, topLogprobs } from '../src/generation/sampler.js';
