@@ -11,6 +11,8 @@ import { logprobOf, randomSeed, Sampler, topLogprobs, type Distribution, type Sa
 import { beamSearch, type BeamHypothesis, type EarlyStopping } from './generation/beam.js';
 import { speculativeStream, type PromptLookupOptions, type SpeculativeStats } from './generation/speculative.js';
 import { checkStops, StopMatcher } from './generation/stop.js';
+import type { TokenConstraint } from './generation/constraint.js';
+import { grammarConstraint, JSON_OBJECT_GBNF, jsonSchemaToGbnf, regexToGbnf } from './generation/grammar/index.js';
 import { loadLlamaWeights, modelConfig, modelTokenizer, openModelFile, type ModelFile } from './loader.js';
 import { LlamaModel, type LlamaConfig } from './models/llama.js';
 import type { CacheType, KVCache } from './nn/kv-cache.js';
@@ -54,6 +56,14 @@ export interface GenerateOptions extends SamplingOptions {
    * seed + i and its own copy of the constraint, so it equals a single run with that seed.
    */
   n?: number;
+  /** Constrain the output to a GBNF grammar (llama.cpp's syntax; the rule `root` is the start). */
+  grammar?: string;
+  /** Constrain the output to JSON valid under this JSON Schema (unsupported keywords are rejected up front). */
+  jsonSchema?: unknown;
+  /** Constrain the output to any JSON object (OpenAI's json_object mode). */
+  jsonObject?: boolean;
+  /** Constrain the whole output to match this regular expression (a documented subset). */
+  regex?: string;
   /**
    * Speculative decoding with a draft model: another loaded Model with the same vocabulary
    * (e.g. a quantized copy) proposes up to `draftMax` tokens per step and this model checks them
@@ -248,9 +258,10 @@ export class Model {
     const n = checkIntegerOption(opts.n, 'n', 1, 64) ?? 1;
     const seed = opts.seed ?? randomSeed();
     const context = { eog: this.tokenizer.endOfGeneration, vocabSize: this.net.config.vocab_size };
+    const constraint = this.constraintFor(opts);
     // Clone the constraint for every sample before the first one advances it.
     const samplers = Array.from({ length: n }, (_, i) =>
-      new Sampler({ ...opts, seed: seed + i, constraint: i === 0 ? opts.constraint : opts.constraint?.clone() }, context));
+      new Sampler({ ...opts, seed: seed + i, constraint: i === 0 ? constraint : constraint?.clone() }, context));
     // Prompts may hold special tokens written out (a rendered chat template does), so they are parsed.
     const promptTokens = typeof prompt === 'string' ? this.tokenize(prompt, { parseSpecial: true }) : [...prompt];
     if (promptTokens.length === 0) throw new RequestError('empty_prompt', 'prompt', 'no tokens to start from (empty prompt without BOS)');
@@ -334,7 +345,7 @@ export class Model {
   private async *streamSpeculative(
     promptTokens: number[], sampler: Sampler, stops: readonly string[], maxTokens: number, opts: GenerateOptions,
   ): AsyncGenerator<TokenEvent, GenerateResult> {
-    rejectWith(opts, 'speculative decoding', ['n', 'logprobs', 'constraint', 'mirostat', 'numBeams']);
+    rejectWith(opts, 'speculative decoding', ['n', 'logprobs', ...CONSTRAINT_OPTION_NAMES, 'mirostat', 'numBeams']);
     if (opts.draftModel && opts.promptLookup) {
       throw new RequestError('conflicting_options', 'promptLookup', 'give either draftModel or promptLookup, not both');
     }
@@ -365,7 +376,7 @@ export class Model {
   private async *streamBeams(
     promptTokens: number[], sampler: Sampler, stops: readonly string[], maxTokens: number, opts: GenerateOptions,
   ): AsyncGenerator<TokenEvent, GenerateResult> {
-    rejectWith(opts, 'beam search', ['n', 'logprobs', 'constraint', 'draftModel', 'promptLookup', ...SAMPLING_OPTION_NAMES]);
+    rejectWith(opts, 'beam search', ['n', 'logprobs', ...CONSTRAINT_OPTION_NAMES, 'draftModel', 'promptLookup', ...SAMPLING_OPTION_NAMES]);
     const start = performance.now();
     const result = await beamSearch(this.net, this.tokenizer, promptTokens, {
       numBeams: opts.numBeams!,
@@ -382,6 +393,16 @@ export class Model {
     }
     yield* run.finish(run.stopReason ?? result.finishReason);
     return this.singleResult(run, promptTokens, performance.now() - start, { beams: result.hypotheses });
+  }
+
+  /** The one output constraint the options ask for (grammar, jsonSchema, jsonObject, regex or a ready constraint), if any. */
+  private constraintFor(opts: GenerateOptions): TokenConstraint | undefined {
+    const given = CONSTRAINT_OPTION_NAMES.filter((name) => opts[name] !== undefined && opts[name] !== false);
+    if (given.length > 1) throw new RequestError('conflicting_options', given[1], `cannot be combined with ${given[0]}: give one output constraint`);
+    if (opts.constraint) return opts.constraint;
+    const gbnf =
+      opts.grammar ?? (opts.jsonSchema !== undefined ? jsonSchemaToGbnf(opts.jsonSchema) : opts.jsonObject ? JSON_OBJECT_GBNF : opts.regex !== undefined ? regexToGbnf(opts.regex) : undefined);
+    return gbnf === undefined ? undefined : grammarConstraint(gbnf, this.tokenizer);
   }
 
   /** A draft model must share this model's vocabulary token for token. */
@@ -457,6 +478,9 @@ export class Model {
   }
 }
 
+/** The options that constrain the output; at most one may be given. */
+const CONSTRAINT_OPTION_NAMES = ['constraint', 'grammar', 'jsonSchema', 'jsonObject', 'regex'] as const;
+
 /** Sampling options that beam search (deterministic, on raw log-probabilities) cannot honour. */
 const SAMPLING_OPTION_NAMES = [
   'temperature', 'topK', 'topP', 'minP', 'typicalP', 'mirostat', 'repeatPenalty', 'presencePenalty', 'frequencyPenalty', 'logitBias',
@@ -464,7 +488,7 @@ const SAMPLING_OPTION_NAMES = [
 
 /** A clear error for options `mode` cannot combine with (given and not at their neutral value). */
 function rejectWith(opts: GenerateOptions, mode: string, names: readonly string[]): void {
-  const neutral: Record<string, unknown> = { n: 1, logprobs: 0, mirostat: 0, numBeams: 1, promptLookup: false };
+  const neutral: Record<string, unknown> = { n: 1, logprobs: 0, mirostat: 0, numBeams: 1, promptLookup: false, jsonObject: false };
   for (const name of names) {
     const value = (opts as Record<string, unknown>)[name];
     if (value !== undefined && value !== neutral[name]) {

@@ -3,6 +3,9 @@
  * split across tokens (streaming never shows what becomes a stop), finish reasons, logprobs, n
  * samples against single runs, option errors; and the same through the CLI.
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RequestError } from '../src/errors.js';
 import { logSoftmax, topLogprobs } from '../src/generation/sampler.js';
@@ -268,5 +271,54 @@ describe('smallmind generate: speculative and beam flags', () => {
     const bad = await run(['generate', PROMPT, '--beams', '2', '--temp', '0.5']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/temperature: cannot be combined with beam search/);
+  });
+});
+
+describe('constrained output through generate', () => {
+  const schema = {
+    type: 'object',
+    properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 120 }, pet: { enum: ['cat', 'dog'] } },
+    required: ['name', 'age', 'pet'],
+    additionalProperties: false,
+  };
+
+  it('jsonSchema, jsonObject, regex and grammar outputs always match, at temperature 1', async () => {
+    for (let seed = 0; seed < 4; seed++) {
+      const json = await one.generate(PROMPT, { temperature: 1, seed, maxTokens: 300, jsonSchema: schema });
+      expect(json.stopReason).toBe('eos');
+      const value = JSON.parse(json.text);
+      expect(Object.keys(value)).toEqual(['name', 'age', 'pet']);
+      expect(value.age >= 0 && value.age <= 120 && ['cat', 'dog'].includes(value.pet) && value.name.length <= 12).toBe(true);
+      const re = await one.generate(PROMPT, { temperature: 1, seed, maxTokens: 40, regex: '[0-9]{3}-[a-z]{2,4}' });
+      expect(re.text).toMatch(/^[0-9]{3}-[a-z]{2,4}$/);
+      const g = await one.generate(PROMPT, { temperature: 1, seed, maxTokens: 40, grammar: 'root ::= ("yes" | "no") "."' });
+      expect(['yes.', 'no.']).toContain(g.text);
+    }
+    const obj = await one.generate(PROMPT, { temperature: 0, maxTokens: 400, jsonObject: true });
+    if (obj.stopReason === 'eos') expect(typeof JSON.parse(obj.text)).toBe('object');
+  });
+
+  it('rejects two constraints at once, unsupported schema keywords and bad grammars, naming them', async () => {
+    await expect(one.generate(PROMPT, { jsonObject: true, regex: 'a' })).rejects.toMatchObject({ code: 'conflicting_options', parameter: 'regex' });
+    await expect(one.generate(PROMPT, { jsonSchema: { type: 'object', minProperties: 1 } })).rejects.toThrow(/minProperties/);
+    await expect(one.generate(PROMPT, { grammar: 'root ::= "a" (' })).rejects.toThrow(/line 1, column \d+/);
+    await expect(one.generate(PROMPT, { grammar: 'root ::= "a"', promptLookup: true })).rejects.toMatchObject({ code: 'conflicting_options', parameter: 'grammar' });
+  });
+
+  it('the CLI takes --json-schema (inline or a file), --grammar-file and --regex', async () => {
+    const inline = await run(['generate', PROMPT, '--temp', '1', '--seed', '1', '-n', '300', '--json-schema', JSON.stringify(schema), '--json']);
+    expect(Object.keys(JSON.parse(JSON.parse(inline.stdout).text))).toEqual(['name', 'age', 'pet']);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smallmind-gen-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'yn.gbnf'), 'root ::= answer "."\nanswer ::= "yes" | "no"\n');
+      const g = await run(['generate', PROMPT, '--temp', '1', '--seed', '2', '--grammar-file', path.join(dir, 'yn.gbnf'), '--json']);
+      expect(['yes.', 'no.']).toContain(JSON.parse(g.stdout).text);
+      const missing = await run(['generate', PROMPT, '--grammar-file', path.join(dir, 'none.gbnf')]);
+      expect(missing.stderr).toMatch(/none\.gbnf/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    const re = await run(['generate', PROMPT, '--temp', '1', '--seed', '3', '--regex', '[a-c]{4}', '--json']);
+    expect(JSON.parse(re.stdout).text).toMatch(/^[a-c]{4}$/);
   });
 });

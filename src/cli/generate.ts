@@ -55,8 +55,9 @@ export function generateCommand(io: CliIO): Command {
         });
         // Several samples are printed one after another once done; one is streamed as it comes.
         const streaming = !flags.json && (flags.nSamples ?? 1) === 1;
-        if (streaming && flags.displayPrompt) io.stdout.write(prompt);
+        // The prompt is echoed once the first event comes, so that a rejected option prints only its error.
         let next = await stream.next();
+        if (streaming && flags.displayPrompt) io.stdout.write(prompt);
         for (; !next.done; next = await stream.next()) {
           if (streaming) io.stdout.write(next.value.text);
         }

@@ -2,9 +2,12 @@
  * Option parsers and the options several commands share. A bad value fails at parse time with
  * commander's "option '--temp <T>' argument '-1' is invalid. <why>", which names the option.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
+import { FormatError, RequestError } from '../errors.js';
+import { describeIoError } from '../formats/file.js';
 import { SAMPLING_DEFAULTS } from '../generation/sampler.js';
 import { loadModel, type GenerateOptions, type LoadOptions, type Model } from '../model.js';
 import type { CliIO } from './io.js';
@@ -125,6 +128,11 @@ export interface SamplingFlags {
   seed?: number;
   logprobs?: number;
   stop?: string[];
+  grammar?: string;
+  grammarFile?: string;
+  jsonSchema?: string;
+  jsonObject?: boolean;
+  regex?: string;
 }
 
 const d = SAMPLING_DEFAULTS;
@@ -151,7 +159,33 @@ export const samplingOptions = (): Option[] => [
   new Option('--seed <s>', 'sampling seed (default: random)').argParser(integerIn(0, 2 ** 32 - 1)),
   new Option('--logprobs <n>', 'with --json: per token its log-probability and the n most likely alternatives').argParser(integerIn(0, 100)),
   new Option('--stop <text>', 'stop where the text contains this (repeatable; \\n, \\t, \\\\ are escapes)').argParser(collectStop),
+  new Option('--grammar <gbnf>', 'constrain the output to this GBNF grammar (llama.cpp syntax, start rule root)'),
+  new Option('--grammar-file <file>', 'constrain the output to the GBNF grammar in this file'),
+  new Option('--json-schema <file|json>', 'constrain the output to JSON valid under this JSON Schema (a file, or the schema inline)'),
+  new Option('--json-object', 'constrain the output to a JSON object'),
+  new Option('--regex <pattern>', 'constrain the whole output to match this regular expression'),
 ];
+
+/** A file a flag names, as text; a FormatError naming it when it cannot be read. */
+function readFlagFile(file: string, flag: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new FormatError('cannot_open', file, `${flag}: ${describeIoError(err)}`);
+  }
+}
+
+/** --json-schema takes a file or the schema itself (text starting with "{"). */
+function parseSchemaFlag(value: string): unknown {
+  const inline = value.trimStart().startsWith('{');
+  const text = inline ? value : readFlagFile(value, '--json-schema');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const where = inline ? 'the inline schema' : value;
+    throw new RequestError('invalid_schema', '--json-schema', `${where} is not valid JSON: ${(err as Error).message}`);
+  }
+}
 
 /** --stop values add up, with llama.cpp's escapes processed (as its -r does). */
 function collectStop(value: string, previous: string[] | undefined): string[] {
@@ -180,6 +214,13 @@ export function samplingFromFlags(flags: SamplingFlags): GenerateOptions {
     seed: flags.seed,
     logprobs: flags.logprobs,
     stop: flags.stop,
+    grammar: flags.grammarFile !== undefined ? readFlagFile(flags.grammarFile, '--grammar-file') : flags.grammar,
+    jsonSchema: flags.jsonSchema !== undefined ? parseSchemaFlag(flags.jsonSchema) : undefined,
+    jsonObject: flags.jsonObject,
+    regex: flags.regex,
   };
+  if (flags.grammarFile !== undefined && flags.grammar !== undefined) {
+    throw new RequestError('conflicting_options', '--grammar-file', 'give --grammar or --grammar-file, not both');
+  }
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as GenerateOptions;
 }
