@@ -281,7 +281,26 @@ export function grammarConstraint(
   if (!Number.isSafeInteger(maxCachedMasks) || maxCachedMasks < 1) {
     throw new RequestError('invalid_cache_size', 'maxCachedMasks', `must be an integer ≥ 1, got ${String(opts.maxCachedMasks)}`);
   }
-  const automaton =
-    grammar instanceof GrammarAutomaton ? grammar : new GrammarAutomaton(typeof grammar === 'string' ? parseGbnf(grammar, opts) : grammar);
-  return new GrammarConstraint(new MaskContext(automaton, VocabTrie.of(tokenizer), tokenizer, maxCachedMasks));
+  if (typeof grammar !== 'string') {
+    const automaton = grammar instanceof GrammarAutomaton ? grammar : new GrammarAutomaton(grammar);
+    return new GrammarConstraint(new MaskContext(automaton, VocabTrie.of(tokenizer), tokenizer, maxCachedMasks));
+  }
+  // Grammar text: reuse the compiled grammar and its masks from earlier requests with the same
+  // text, so a schema used again (a server's typical case) pays for each grammar state only once.
+  let compiled = compiledGrammars.get(tokenizer);
+  if (!compiled) compiledGrammars.set(tokenizer, (compiled = new Map()));
+  const key = `${opts.root ?? 'root'}\u0000${maxCachedMasks}\u0000${grammar}`;
+  let context = compiled.get(key);
+  if (context) {
+    compiled.delete(key); // most recently used last
+  } else {
+    context = new MaskContext(new GrammarAutomaton(parseGbnf(grammar, opts)), VocabTrie.of(tokenizer), tokenizer, maxCachedMasks);
+    if (compiled.size >= COMPILED_GRAMMARS_KEPT) compiled.delete(compiled.keys().next().value!);
+  }
+  compiled.set(key, context);
+  return new GrammarConstraint(context);
 }
+
+/** Compiled grammars (automaton + mask cache) per tokenizer, by grammar text; the least recently used go first. */
+const compiledGrammars = new WeakMap<Tokenizer, Map<string, MaskContext>>();
+const COMPILED_GRAMMARS_KEPT = 16;
