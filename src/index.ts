@@ -1,6 +1,6 @@
 /** SmallMind's public API. */
 export { loadModel, Model, DEFAULT_MODEL_PATH } from './model.js';
-export type { LoadOptions, GenerateOptions, GenerateResult, GenerateChoice, GenerateTimings, StopReason, TokenEvent, TokenLogprobs, TokenLogprob, ModelInfo } from './model.js';
+export type { LoadOptions, ChatOptions, GenerateOptions, GenerateResult, GenerateChoice, GenerateTimings, StopReason, TokenEvent, TokenLogprobs, TokenLogprob, ModelInfo } from './model.js';
 export type { PerplexityResult, PerplexityChunk } from './generation/perplexity.js';
 export { SmallMindError, FormatError, ModelError, RequestError, ResourceError, TemplateError } from './errors.js';
 export { createBackend } from './backend/index.js';

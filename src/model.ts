@@ -82,6 +82,9 @@ export interface GenerateOptions extends SamplingOptions {
   earlyStopping?: EarlyStopping;
 }
 
+/** Options of `model.chat`: generation options plus what the chat template reads. */
+export interface ChatOptions extends GenerateOptions, Pick<ApplyChatTemplateOptions, 'tools' | 'documents' | 'template' | 'now'> {}
+
 export interface GenerateTimings {
   promptTokens: number;
   promptMs: number;
@@ -475,6 +478,24 @@ export class Model {
    */
   applyChatTemplate(messages: readonly ChatMessage[], opts: ApplyChatTemplateOptions = {}): string {
     return applyChatTemplate(this.tokenizer, messages, opts, this.path);
+  }
+
+  /**
+   * The ids of a rendered chat prompt. The template writes the special tokens (BOS included), so
+   * none are added; a template without BOS (chatml) gets one where the vocabulary asks for it, as
+   * llama.cpp tokenizes chat prompts.
+   */
+  chatPromptTokens(prompt: string): number[] {
+    const ids = this.tokenizer.encode(prompt, { addSpecial: false, parseSpecial: true });
+    if (this.tokenizer.addBos && ids[0] !== this.tokenizer.bos) ids.unshift(this.tokenizer.bos);
+    return ids;
+  }
+
+  /** The assistant's reply to a conversation: rendered with the chat template, then generated with `opts`. */
+  async chat(messages: readonly ChatMessage[], opts: ChatOptions = {}): Promise<GenerateResult> {
+    const { tools, documents, template, now, ...generate } = opts;
+    const prompt = this.applyChatTemplate(messages, { tools, documents, template, now, addGenerationPrompt: true });
+    return this.generate(this.chatPromptTokens(prompt), generate);
   }
 }
 

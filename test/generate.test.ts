@@ -322,3 +322,26 @@ describe('constrained output through generate', () => {
     expect(JSON.parse(re.stdout).text).toMatch(/^[a-c]{4}$/);
   });
 });
+
+describe('model.chat and smallmind chat with decoding flags', () => {
+  it('model.chat renders the template, then generates (here greedy, constrained to JSON)', async () => {
+    const messages = [{ role: 'user', content: 'Give me a name.' }];
+    const prompt = one.applyChatTemplate(messages);
+    const direct = await one.generate(one.chatPromptTokens(prompt), { temperature: 0, maxTokens: 16 });
+    const chat = await one.chat(messages, { temperature: 0, maxTokens: 16 });
+    expect(chat.tokens).toEqual(direct.tokens);
+    expect(chat.promptTokens[0]).toBe(one.tokenizer.bos); // chatml writes no BOS; the vocabulary asks for one
+    const json = await one.chat(messages, { temperature: 1, seed: 4, maxTokens: 200, jsonSchema: { type: 'object', properties: { name: { enum: ['Lily', 'Ben'] } }, required: ['name'] } });
+    expect(['Lily', 'Ben']).toContain(JSON.parse(json.text).name);
+  });
+
+  it('smallmind chat takes --prompt-lookup and --json-schema', async () => {
+    const r = await run(['chat', '--temp', '0', '-n', '12', '--prompt-lookup', '--json'], 'Hello\n');
+    expect(r.code).toBe(0);
+    const plain = await run(['chat', '--temp', '0', '-n', '12', '--json'], 'Hello\n');
+    expect(JSON.parse(r.stdout).reply).toBe(JSON.parse(plain.stdout).reply);
+    const json = await run(['chat', '--temp', '1', '--seed', '1', '-n', '100', '--json-object', '--json'], 'Hello\n');
+    const reply = JSON.parse(json.stdout).reply;
+    if (JSON.parse(json.stdout).stopReason === 'eos') expect(typeof JSON.parse(reply)).toBe('object');
+  });
+});

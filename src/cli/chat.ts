@@ -15,11 +15,11 @@ import type { Model } from '../model.js';
 import { chooseChatTemplate, checkChatTemplate, renderChatTemplate, type ChatMessage, type ChosenChatTemplate } from '../tokenizers/chat-template.js';
 import type { CliIO } from './io.js';
 import {
-  jsonOption, loadWithProgress, modelOption, runtimeOptions, samplingFromFlags, samplingOptions, tokenizerOption,
-  type LoadFlags, type SamplingFlags,
+  decodingFromFlags, decodingOptions, jsonOption, loadDraft, loadWithProgress, modelOption, runtimeOptions, samplingFromFlags,
+  samplingOptions, tokenizerOption, type DecodingFlags, type LoadFlags, type SamplingFlags,
 } from './options.js';
 
-interface ChatFlags extends LoadFlags, SamplingFlags {
+interface ChatFlags extends LoadFlags, SamplingFlags, DecodingFlags {
   system?: string;
   chatTemplate?: string;
   printPrompt?: boolean;
@@ -36,7 +36,7 @@ export function chatCommand(io: CliIO): Command {
     .addOption(new Option('--system <text>', 'system prompt'))
     .addOption(new Option('--chat-template <name|file>', 'a built-in template (chatml, llama2, llama3, mistral, phi3, gemma, zephyr) or a Jinja file; default: the model\'s own, else chatml'))
     .addOption(new Option('--print-prompt', 'print each turn\'s rendered prompt instead of generating a reply'));
-  for (const option of [...samplingOptions(), ...runtimeOptions()]) command.addOption(option);
+  for (const option of [...samplingOptions(), ...decodingOptions(), ...runtimeOptions()]) command.addOption(option);
   return command
     .addOption(jsonOption())
     .action(async (flags: ChatFlags) => {
@@ -44,14 +44,17 @@ export function chatCommand(io: CliIO): Command {
       const requested = flags.chatTemplate === undefined ? undefined : templateArgument(flags.chatTemplate);
       if (requested) checkChatTemplate(chooseChatTemplate(requested.text, undefined, '', '--chat-template', requested.name));
       const { model } = await loadWithProgress(io, flags, { contextLength: flags.ctxSize });
+      let draft: Model | undefined;
       try {
+        draft = await loadDraft(io, flags, model);
         const template = chooseChatTemplate(requested?.text, model.tokenizer.chatTemplate, `${model.path}: tokenizer.chat_template`, '--chat-template', requested?.name);
         checkChatTemplate(template);
         if (template.fallback && !flags.json) {
           io.stderr.write(`${path.basename(model.path)} has no chat template: using the built-in "chatml" (as llama.cpp does)\n`);
         }
-        await new ChatSession(io, flags, model, template).run();
+        await new ChatSession(io, flags, model, template, draft).run();
       } finally {
+        draft?.dispose();
         model.dispose();
       }
     });
@@ -74,6 +77,7 @@ class ChatSession {
     private readonly flags: ChatFlags,
     private readonly model: Model,
     private readonly template: ChosenChatTemplate,
+    private readonly draft: Model | undefined,
   ) {
     this.system = flags.system;
     const tok = model.tokenizer;
@@ -149,15 +153,11 @@ class ChatSession {
   }
 
   private async generate(user: string, prompt: string): Promise<string> {
-    const tok = this.model.tokenizer;
-    // The template writes the special tokens (BOS included); a template without BOS (chatml) gets
-    // one where the vocabulary asks for it, as llama.cpp tokenizes chat prompts.
-    const ids = tok.encode(prompt, { addSpecial: false, parseSpecial: true });
-    if (tok.addBos && ids[0] !== tok.bos) ids.unshift(tok.bos);
+    const ids = this.model.chatPromptTokens(prompt);
     const abort = new AbortController();
     const untrap = this.io.trapInterrupt?.(() => abort.abort());
     try {
-      const stream = this.model.stream(ids, { ...samplingFromFlags(this.flags), signal: abort.signal });
+      const stream = this.model.stream(ids, { ...samplingFromFlags(this.flags), ...decodingFromFlags(this.flags, this.draft), signal: abort.signal });
       let next = await stream.next();
       for (; !next.done; next = await stream.next()) {
         if (!this.flags.json) this.io.stdout.write(next.value.text);

@@ -3,19 +3,14 @@ import { Command, Option } from 'commander';
 import type { GenerateChoice, GenerateResult, Model, TokenLogprobs } from '../model.js';
 import type { CliIO } from './io.js';
 import {
-  integerIn, jsonOption, loadWithProgress, numberIn, modelOption, runtimeOptions, samplingFromFlags, samplingOptions, tokenizerOption,
-  type LoadFlags, type SamplingFlags,
+  decodingFromFlags, decodingOptions, integerIn, jsonOption, loadDraft, loadWithProgress, modelOption, runtimeOptions, samplingFromFlags, samplingOptions, tokenizerOption,
+  type DecodingFlags, type LoadFlags, type SamplingFlags,
 } from './options.js';
 
-interface GenerateFlags extends LoadFlags, SamplingFlags {
+interface GenerateFlags extends LoadFlags, SamplingFlags, DecodingFlags {
   ctxSize?: number;
   displayPrompt: boolean;
   nSamples?: number;
-  draftModel?: string;
-  draftMax?: number;
-  promptLookup?: boolean;
-  beams?: number;
-  lengthPenalty?: number;
 }
 
 export function generateCommand(io: CliIO): Command {
@@ -24,14 +19,9 @@ export function generateCommand(io: CliIO): Command {
     .argument('[prompt]', 'the text to continue')
     .addOption(modelOption())
     .addOption(tokenizerOption());
-  for (const option of [...samplingOptions(), ...runtimeOptions()]) command.addOption(option);
+  for (const option of [...samplingOptions(), ...decodingOptions(), ...runtimeOptions()]) command.addOption(option);
   return command
     .addOption(new Option('--n-samples <n>', 'independent samples sharing one prompt prefill, sample i seeded with seed + i (default 1)').argParser(integerIn(1, 64)))
-    .addOption(new Option('--draft-model <file>', 'speculative decoding: a smaller model with the same vocabulary proposes tokens (same output distribution)'))
-    .addOption(new Option('--draft-max <k>', 'tokens proposed per speculative step at most (default 8)').argParser(integerIn(1, 256)))
-    .addOption(new Option('--prompt-lookup', 'speculative decoding without a draft model: proposals copied from earlier text (n-gram lookup)'))
-    .addOption(new Option('--beams <n>', 'beam search with n beams (deterministic; no sampling flags)').argParser(integerIn(1, 64)))
-    .addOption(new Option('--length-penalty <x>', 'beam scores are logprob / length^x (default 1)').argParser(numberIn(-Infinity, Infinity)))
     .addOption(new Option('--no-display-prompt', 'do not echo the prompt before the generated text'))
     .addOption(jsonOption())
     .action(async (promptArg: string | undefined, flags: GenerateFlags) => {
@@ -42,17 +32,8 @@ export function generateCommand(io: CliIO): Command {
       const abort = new AbortController();
       const untrap = io.trapInterrupt?.(() => abort.abort());
       try {
-        if (flags.draftModel) draft = (await loadWithProgress(io, { ...flags, model: flags.draftModel, tokenizer: undefined }, { contextLength: model.contextLength })).model;
-        const stream = model.stream(prompt, {
-          ...samplingFromFlags(flags),
-          n: flags.nSamples,
-          signal: abort.signal,
-          draftModel: draft,
-          draftMax: flags.draftMax,
-          promptLookup: flags.promptLookup,
-          numBeams: flags.beams,
-          lengthPenalty: flags.lengthPenalty,
-        });
+        draft = await loadDraft(io, flags, model);
+        const stream = model.stream(prompt, { ...samplingFromFlags(flags), ...decodingFromFlags(flags, draft), n: flags.nSamples, signal: abort.signal });
         // Several samples are printed one after another once done; one is streamed as it comes.
         const streaming = !flags.json && (flags.nSamples ?? 1) === 1;
         // The prompt is echoed once the first event comes, so that a rejected option prints only its error.

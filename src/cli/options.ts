@@ -224,3 +224,38 @@ export function samplingFromFlags(flags: SamplingFlags): GenerateOptions {
   }
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as GenerateOptions;
 }
+
+/** How tokens are chosen beyond sampling: speculative decoding and beam search (generate, chat). */
+export interface DecodingFlags {
+  draftModel?: string;
+  draftMax?: number;
+  promptLookup?: boolean;
+  beams?: number;
+  lengthPenalty?: number;
+}
+
+export const decodingOptions = (): Option[] => [
+  new Option('--draft-model <file>', 'speculative decoding: a smaller model with the same vocabulary proposes tokens (same output distribution)'),
+  new Option('--draft-max <k>', 'tokens proposed per speculative step at most (default 8)').argParser(integerIn(1, 256)),
+  new Option('--prompt-lookup', 'speculative decoding without a draft model: proposals copied from earlier text (n-gram lookup)'),
+  new Option('--beams <n>', 'beam search with n beams (deterministic; no sampling flags)').argParser(integerIn(1, 64)),
+  new Option('--length-penalty <x>', 'beam scores are logprob / length^x (default 1)').argParser(numberIn(-Infinity, Infinity)),
+];
+
+/** The draft model --draft-model names, loaded like the main one (the caller disposes of it). */
+export async function loadDraft(io: CliIO, flags: LoadFlags & DecodingFlags, model: Model): Promise<Model | undefined> {
+  if (!flags.draftModel) return undefined;
+  return (await loadWithProgress(io, { ...flags, model: flags.draftModel, tokenizer: undefined }, { contextLength: model.contextLength })).model;
+}
+
+/** The model.stream options the decoding flags ask for. */
+export function decodingFromFlags(flags: DecodingFlags, draft: Model | undefined): GenerateOptions {
+  const options: GenerateOptions = {
+    draftModel: draft,
+    draftMax: flags.draftMax,
+    promptLookup: flags.promptLookup,
+    numBeams: flags.beams,
+    lengthPenalty: flags.lengthPenalty,
+  };
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as GenerateOptions;
+}
