@@ -10,6 +10,7 @@ import { regexToGbnf } from '../src/generation/grammar/regex.js';
 import { grammarConstraint, type GrammarConstraint } from '../src/generation/grammar/token-mask.js';
 import { Sampler } from '../src/generation/sampler.js';
 import { loadModel, type Model } from '../src/model.js';
+import { Xoshiro128 } from '../src/tensor/random.js';
 
 // ajv-formats is CommonJS: its function is the default export's default under NodeNext.
 const addFormats = ((addFormatsModule as unknown as { default?: FormatsPlugin }).default ?? addFormatsModule) as FormatsPlugin;
@@ -29,16 +30,10 @@ function validator(schema: unknown): (value: unknown) => boolean {
   return (value) => validate(value) as boolean;
 }
 
-/** A seeded generator (mulberry32), so every walk can be replayed. */
+/** A seeded generator (the engine's xoshiro128**), so every walk can be replayed. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const generator = Xoshiro128.fromSeed(seed);
+  return () => generator.nextFloat();
 }
 
 /** Characters the random walk tries: printable ASCII, tab, newline and a few beyond ASCII. */
