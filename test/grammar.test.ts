@@ -313,35 +313,28 @@ describe('token masks on the 32000-token llama vocabulary', () => {
     expect(constraint.finished).toBe(true);
   });
 
-  it('measures the per-token mask time for JSON along a real document (printed; loose bound)', () => {
+  it('keeps every token of a real JSON document allowed, and serves repeated states from the cache', () => {
     // The tokens a model would produce for this document; SPM puts a space in front of the first.
+    // (Mask timings are measured by npm run bench:constrained, not here.)
     const automaton = GrammarAutomaton.fromGbnf(`${JSON_GRAMMAR}\nspaced ::= " " value\n`, { root: 'spaced' });
     const doc = JSON.stringify({ name: 'Ada Lovelace', born: 1815, tags: ['math', 'poetry', { nested: [1, 2.5, null] }], notes: 'wrote the "first" program é€' }, null, 1);
     const ids = tok.encode(doc, { addSpecial: false });
     const root = grammarConstraint(automaton, tok);
     const logits = new Float32Array(tok.vocabSize);
-    const pass = (): number[] => {
+    const pass = (): void => {
       const c = root.clone();
-      return ids.map((id) => {
-        const t = performance.now();
+      for (const id of ids) {
         c.mask(logits.fill(0), eog);
-        const ms = performance.now() - t;
-        if (logits[id] === -Infinity) throw new Error(`token ${id} masked`);
+        expect(logits[id], `token ${id}`).toBe(0);
         c.accept(id);
-        return ms;
-      });
+      }
+      expect(c.complete).toBe(true);
     };
-    const first = pass();
-    const again = pass();
-    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-    const s = root.stats;
-    console.log(
-      `JSON grammar, 32000 vocab, ${ids.length} tokens: first mask ${first[0].toFixed(2)} ms; first pass mean ${mean(first).toFixed(3)} ms/token ` +
-        `(max ${Math.max(...first).toFixed(2)}); cached pass mean ${mean(again).toFixed(3)} ms/token; ${s.walks} trie walks, ` +
-        `${(s.walkMs / s.walks).toFixed(2)} ms each; ${automaton.stateCount} automaton states`,
-    );
-    expect(s.walks).toBeLessThan(ids.length); // states repeat
-    expect(mean(again)).toBeLessThan(5);
+    pass();
+    const walks = root.stats.walks;
+    expect(walks).toBeLessThan(ids.length); // states repeat within the document
+    pass();
+    expect(root.stats.walks).toBe(walks); // the second pass is all cache hits
   });
 });
 

@@ -78,7 +78,6 @@ describe('speculative decoding, greedy', () => {
       }
       if (label.includes('same model')) expect(accepted).toBe(drafted); // identical draft: nothing rejected
       else expect(accepted / drafted).toBeGreaterThan(label.includes('lookup') ? 0.05 : 0.5);
-      console.log(`${label}: accepted ${accepted} of ${drafted} drafted`);
     });
   }
 
@@ -195,7 +194,6 @@ describe('the acceptance rule', () => {
         accepted += r.stats.accepted;
       }
       const { stat, df } = chiSquare(prompt, dist, counts, trials);
-      console.log(`${label}: chi2 ${stat.toFixed(1)} df ${df} (critical ${critical(df).toFixed(1)}), accepted ${accepted} of ${drafted}`);
       expect(df).toBeGreaterThan(15);
       expect(stat).toBeLessThan(critical(df));
       expect(accepted).toBeGreaterThan(0); // drafts were accepted and rejected: both paths ran
