@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { FormatError, RequestError } from '../src/errors.js';
 import { GrammarAutomaton, GrammarMatcher, grammarConstraint, parseGbnf, type GrammarConstraint } from '../src/generation/grammar/index.js';
 import { utf8Step, UTF8_INVALID } from '../src/generation/grammar/matcher.js';
+import { topK } from '../src/generation/processors.js';
 import { DEFAULT_MODEL_PATH, loadModel } from '../src/model.js';
 import { Xoshiro128 } from '../src/tensor/random.js';
 import { loadTokenizer, type Tokenizer } from '../src/tokenizers/index.js';
@@ -277,6 +278,27 @@ describe('token masks on the 32000-token llama vocabulary', () => {
         if (allowed.has(id) !== expected) throw new Error(`prefix ${JSON.stringify(prefix)}: token ${id} ${JSON.stringify(tok.tokenText(id))} allowed=${allowed.has(id)}`);
       }
       expect(allowed.size).toBeGreaterThan(0);
+    }
+  });
+
+  it('with keep = k, leaves the same top k as the full mask (best candidates checked one by one in new states)', () => {
+    const automaton = GrammarAutomaton.fromGbnf(JSON_GRAMMAR);
+    const rng = Xoshiro128.fromSeed(11);
+    for (const prefix of ['', '{"a', '{"a": [1', '"caf', '{"k": "\\u00', '{}']) {
+      for (const k of [1, 5, 40]) {
+        const lazy = grammarConstraint(automaton, tok); // a fresh cache each time: the state is new
+        const full = grammarConstraint(automaton, tok);
+        for (const id of byteTokens(tok, prefix)) {
+          lazy.accept(id);
+          full.accept(id);
+        }
+        const logits = Float32Array.from({ length: tok.vocabSize }, () => rng.nextFloat() * 10);
+        const a = logits.slice();
+        const b = logits.slice();
+        lazy.mask(a, eog, k);
+        full.mask(b, eog);
+        expect([prefix, k, [...topK(a, k).ids].sort((x, y) => x - y)]).toEqual([prefix, k, [...topK(b, k).ids].sort((x, y) => x - y)]);
+      }
     }
   });
 

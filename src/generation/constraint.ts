@@ -7,9 +7,12 @@
 export interface TokenConstraint {
   /**
    * Set the logit of every token that may not come next to -Infinity. End-of-generation tokens
-   * (`eog`) stay allowed only where the output so far is complete.
+   * (`eog`) stay allowed only where the output so far is complete. `keep`: the caller only uses
+   * the `keep` highest allowed logits (top-k follows), so the constraint may also drop allowed
+   * tokens below those, which lets it check the best candidates one by one instead of masking
+   * the whole vocabulary.
    */
-  mask(logits: Float32Array, eog: ReadonlySet<number>): void;
+  mask(logits: Float32Array, eog: ReadonlySet<number>, keep?: number): void;
   /** Advance past the chosen token (which mask allowed). */
   accept(id: number): void;
   /** Whether the output so far is a complete match (generation may end here). */

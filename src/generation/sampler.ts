@@ -200,7 +200,12 @@ export class Sampler {
     const row = logits.slice();
     applyLogitBias(row, this.logitBias);
     if (penalize) applyPenalties(row, window, { repeat: this.repeatPenalty, presence: this.presencePenalty, frequency: this.frequencyPenalty });
-    this.constraint?.mask(row, this.eog);
+    if (this.constraint) {
+      // Only the top k survive what follows (greedy: the best one), unless Mirostat needs them all.
+      const greedy = this.temperature === 0 && this.typicalP >= 1;
+      const keep = this.mirostat === 2 ? undefined : greedy ? 1 : this.topK > 0 ? this.topK : undefined;
+      this.constraint.mask(row, this.eog, keep);
+    }
     return row;
   }
 

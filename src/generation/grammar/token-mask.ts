@@ -23,6 +23,7 @@
 import { RequestError } from '../../errors.js';
 import type { Tokenizer } from '../../tokenizers/index.js';
 import type { TokenConstraint } from '../constraint.js';
+import { sortCandidates, topK } from '../processors.js';
 import { parseGbnf, type GbnfGrammar, type ParseGbnfOptions } from './gbnf.js';
 import { DEAD_STATE, GrammarAutomaton, GrammarMatcher, partialRange, UTF8_INVALID, utf8Step } from './matcher.js';
 
@@ -148,6 +149,9 @@ export interface GrammarConstraintOptions extends ParseGbnfOptions {
   maxCachedMasks?: number;
 }
 
+/** The mask cache's key for a matcher position (pending < 2^20, see utf8Step). */
+const maskKey = (state: number, pending: number): number => state * 2 ** 21 + pending;
+
 /** What clones share: the automaton, the trie and the mask cache. */
 class MaskContext {
   readonly masks = new Map<number, CachedMask>();
@@ -160,8 +164,12 @@ class MaskContext {
     readonly maxCachedMasks: number,
   ) {}
 
+  hasMask(state: number, pending: number): boolean {
+    return this.masks.has(maskKey(state, pending));
+  }
+
   mask(state: number, pending: number): CachedMask {
-    const key = state * 2 ** 21 + pending; // pending < 2^20 (see utf8Step)
+    const key = maskKey(state, pending);
     const hit = this.masks.get(key);
     if (hit) {
       this.stats.cacheHits++;
@@ -223,16 +231,47 @@ export class GrammarConstraint implements TokenConstraint {
     return this.ended || this.matcher.finished;
   }
 
-  mask(logits: Float32Array, eog: ReadonlySet<number>): void {
+  mask(logits: Float32Array, eog: ReadonlySet<number>, keep?: number): void {
     this.lastEog = eog;
     const eogLogits = [...eog].map((id) => [id, logits[id]] as const);
+    const { state, pending } = this.matcher;
     if (this.finished) {
       logits.fill(-Infinity);
-    } else {
-      this.applyMask(logits, this.context.mask(this.matcher.state, this.matcher.pending));
+    } else if (keep === undefined || this.context.hasMask(state, pending) || !this.keepBestAllowed(logits, keep)) {
+      this.applyMask(logits, this.context.mask(state, pending));
     }
     const complete = this.complete;
     for (const [id, logit] of eogLogits) if (id < logits.length) logits[id] = complete ? logit : -Infinity;
+  }
+
+  /**
+   * A state not seen before, where only the `keep` best allowed tokens matter: check the best
+   * candidates one by one (each token's bytes through the matcher) rather than walk the whole
+   * trie. Wins where most tokens are allowed (inside a string, whose length bound makes every
+   * position a new state); gives up (false, logits untouched) after one batch where allowed tokens
+   * are rare, and those narrow states are cheap to walk and repeat, so their masks get cached.
+   */
+  private keepBestAllowed(logits: Float32Array, keep: number): boolean {
+    const batch = Math.min(logits.length, Math.max(32, 2 * keep));
+    const best = sortCandidates(topK(logits, batch));
+    const { tokenizer } = this.context;
+    const kept: number[] = [];
+    let exhausted = false; // only -Infinity from here on: nothing more can be kept
+    for (let i = 0; i < best.ids.length && kept.length < keep; i++) {
+      if (best.logits[i] === -Infinity) {
+        exhausted = true;
+        break;
+      }
+      const id = best.ids[i];
+      if (id >= tokenizer.vocabSize || this.lastEog?.has(id)) continue; // end-of-generation is decided by mask()
+      const bytes = tokenizer.piece(id);
+      if (bytes.length > 0 && this.matcher.clone().acceptBytes(bytes)) kept.push(id);
+    }
+    if (kept.length < keep && !exhausted && batch < logits.length) return false;
+    const values = kept.map((id) => logits[id]);
+    logits.fill(-Infinity);
+    kept.forEach((id, i) => (logits[id] = values[i]));
+    return true;
   }
 
   private applyMask(logits: Float32Array, mask: CachedMask): void {
