@@ -17,6 +17,8 @@ import { f16, f16bits, f16HasInfNan, f16InfNanMax, f16x4, f16x8Scaled, hsum, hsu
 
 /** Bytes of x rows one m-block keeps hot in L2 while the weight rows stream past. */
 const X_BLOCK_BYTES: i32 = 256 * 1024;
+/** Up to this many x rows, float matmuls stream each weight row once (see matmulFloat). */
+const FEW_ROWS: i32 = 8;
 
 // @ts-ignore: decorator
 @inline function elemBytes<W>(): usize {
@@ -422,6 +424,20 @@ export function pack_x2(dst: usize, x: usize, K: i32, p0: i32, p1: i32): void {
     if (isSigned<W>()) for (; n + 4 <= n1; n += 4) rows4F16(out + (<usize>n << 2), x, xs, w + <usize>n * stride, stride, K);
     for (; n + 4 <= n1; n += 4) rows4<W>(out + (<usize>n << 2), x, w + <usize>n * stride, stride, K);
     for (; n < n1; n++) store<f32>(out + (<usize>n << 2), dot<W>(w + <usize>n * stride, x, K));
+    return;
+  }
+  if (M <= FEW_ROWS) {
+    // A few rows (speculative verification, short prompts): memory-bound like M = 1, so each group
+    // of four weight rows is read from memory once and stays in L1/L2 while every x row passes it;
+    // packing the weights would cost more than it saves here.
+    let n = n0;
+    for (; n + 4 <= n1; n += 4) {
+      const wn = w + <usize>n * stride;
+      for (let m = 0; m < M; m++) rows4<W>(out + <usize>m * ldo + (<usize>n << 2), x + <usize>m * xStride, wn, stride, K);
+    }
+    for (; n < n1; n++) {
+      for (let m = 0; m < M; m++) store<f32>(out + <usize>m * ldo + (<usize>n << 2), dot<W>(w + <usize>n * stride, x + <usize>m * xStride, K));
+    }
     return;
   }
   const wPack = scratch + <usize>tid * (<usize>K << 4);

@@ -2,7 +2,7 @@
 /**
  * Speculative decoding speed-up (not a test):
  *
- *   npm run bench:speculative -- [--threads N] [-n 128] [--draft-max 4,8] [--rounds 3] [--shape stories110M]
+ *   npm run bench:speculative -- [--threads N] [-n 128] [--draft-max 4,8] [--rounds 3] [--shape stories110M] [--draft-dtype q4_0|q8_0|f16]
  *
  * The target is a random-weight F32 model of the given shape, made with our `init`; the draft is
  * the same weights quantized to Q4_0 (`init` with the same --seed and --dtype q4_0: every tensor
@@ -31,7 +31,7 @@ const { argmax } = await import(path.join(ROOT, 'dist', 'generation', 'sampler.j
 const { speculativeStream } = await import(path.join(ROOT, 'dist', 'generation', 'speculative.js'));
 
 const targetPath = ensureModel(args.shape, 'f32');
-const draftPath = ensureModel(args.shape, 'q4_0');
+const draftPath = ensureModel(args.shape, args.draftDtype);
 const load = (file) => loadModel(file, { threads: args.threads, contextLength: 1024 });
 const target = await load(targetPath);
 const draft = await load(draftPath);
@@ -48,7 +48,7 @@ const prompts = {
 const rows = [];
 for (const [promptName, prompt] of Object.entries(prompts)) {
   const configs = [
-    ...args.draftMax.map((k) => ({ method: `draft Q4_0, k=${k}`, source: () => draft.network, k })),
+    ...args.draftMax.map((k) => ({ method: `draft ${args.draftDtype.toUpperCase()}, k=${k}`, source: () => draft.network, k })),
     ...args.draftMax.map((k) => ({ method: `prompt lookup, k=${k}`, source: () => ({ promptLookup: { ngramMax: 3, ngramMin: 1 } }), k })),
   ];
   for (const c of configs) {
@@ -70,7 +70,7 @@ for (const [promptName, prompt] of Object.entries(prompts)) {
 }
 
 const machine = `${os.cpus()[0]?.model ?? 'cpu'}, ${args.threads} thread(s), node ${process.version}`;
-console.log(`\n${args.shape} F32 target, Q4_0 draft; ${args.n} greedy tokens; median of ${args.rounds}; ${machine}\n`);
+console.log(`\n${args.shape} F32 target, ${args.draftDtype.toUpperCase()} draft; ${args.n} greedy tokens; median of ${args.rounds}; ${machine}\n`);
 console.log('prompt      method                  plain tok/s  spec tok/s  accepted  tokens/round  speed-up');
 for (const r of rows) {
   console.log(
@@ -131,7 +131,7 @@ function ensureModel(shape, dtype) {
 }
 
 function parseArgs(argv) {
-  const a = { threads: os.availableParallelism(), n: 128, draftMax: [4, 8], rounds: 3, shape: 'stories110M' };
+  const a = { threads: os.availableParallelism(), n: 128, draftMax: [4, 8], rounds: 3, shape: 'stories110M', draftDtype: 'q4_0' };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[++i];
@@ -146,6 +146,10 @@ function parseArgs(argv) {
     else if (flag === '--rounds') a.rounds = int(value);
     else if (flag === '--draft-max') a.draftMax = value.split(',').map(int);
     else if (flag === '--shape') a.shape = value;
+    else if (flag === '--draft-dtype') {
+      if (!['q4_0', 'q8_0', 'f16'].includes(value)) die(`--draft-dtype: expected q4_0, q8_0 or f16, got '${value}'`);
+      a.draftDtype = value;
+    }
     else die(`unknown option ${flag}`);
   }
   return a;

@@ -155,6 +155,8 @@ describe.each(variants)('wasm backend (%s)', (variant) => {
 
   const floatCases: [number, number, number][] = [
     [1, 1, 1], [1, 15, 7], [1, 29, 36], [1, 8, 4], [1, 37, 13], [2, 5, 3], [3, 13, 33], [5, 17, 20], [4, 4, 8], [7, 9, 61],
+    // past FEW_ROWS (8): the packed 2×4 tiles
+    [8, 9, 20], [9, 13, 33], [12, 6, 40], [17, 9, 21],
   ];
   const quantCases: [number, number, number][] = [[1, 1, 32], [1, 13, 64], [1, 37, 96], [3, 9, 32], [5, 15, 128], [2, 4, 64]];
 

@@ -58,6 +58,8 @@ interface KernelExports {
  * the workers and waiting for them costs some tens of microseconds; below this the work is cheaper.
  */
 const MIN_PARALLEL_WORK = 1 << 17;
+/** Float matmuls with at most this many x rows stream the weights without packing x (FEW_ROWS in assembly/matmul.ts). */
+const FEW_ROWS = 8;
 
 const align64 = (n: number): number => Math.ceil(n / 64) * 64;
 
@@ -200,8 +202,9 @@ export class WasmBackend implements Backend {
     const xBytes = align64(M * K * 4);
     const rounded = w.dtype === 'f32' ? 0 : xBytes;
     const scaled = w.dtype === 'f16' ? xBytes : 0;
-    const packed = M > 1 ? xBytes : 0;
-    const base = this.scratch(rounded + scaled + packed + (M > 1 ? this.threads * K * 16 : 0));
+    // Up to FEW_ROWS rows the kernel streams the weights row by row and needs no packed x.
+    const packed = M > FEW_ROWS ? xBytes : 0;
+    const base = this.scratch(rounded + scaled + packed + (packed ? this.threads * K * 16 : 0));
     let xr = xp;
     if (w.dtype !== 'f32') {
       xr = base;
