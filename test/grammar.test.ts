@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { FormatError, RequestError } from '../src/errors.js';
 import { GrammarAutomaton, GrammarMatcher, grammarConstraint, parseGbnf, type GrammarConstraint } from '../src/generation/grammar/index.js';
 import { utf8Step, UTF8_INVALID } from '../src/generation/grammar/matcher.js';
-import { topK } from '../src/generation/processors.js';
+import { Sampler } from '../src/generation/sampler.js';
 import { DEFAULT_MODEL_PATH, loadModel } from '../src/model.js';
 import { Xoshiro128 } from '../src/tensor/random.js';
 import { loadTokenizer, type Tokenizer } from '../src/tokenizers/index.js';
@@ -281,23 +281,43 @@ describe('token masks on the 32000-token llama vocabulary', () => {
     }
   });
 
-  it('with keep = k, leaves the same top k as the full mask (best candidates checked one by one in new states)', () => {
+  it('allows() answers what mask() leaves, before and after the state\'s mask is cached', () => {
     const automaton = GrammarAutomaton.fromGbnf(JSON_GRAMMAR);
     const rng = Xoshiro128.fromSeed(11);
     for (const prefix of ['', '{"a', '{"a": [1', '"caf', '{"k": "\\u00', '{}']) {
-      for (const k of [1, 5, 40]) {
-        const lazy = grammarConstraint(automaton, tok); // a fresh cache each time: the state is new
-        const full = grammarConstraint(automaton, tok);
-        for (const id of byteTokens(tok, prefix)) {
-          lazy.accept(id);
-          full.accept(id);
-        }
-        const logits = Float32Array.from({ length: tok.vocabSize }, () => rng.nextFloat() * 10);
-        const a = logits.slice();
-        const b = logits.slice();
-        lazy.mask(a, eog, k);
-        full.mask(b, eog);
-        expect([prefix, k, [...topK(a, k).ids].sort((x, y) => x - y)]).toEqual([prefix, k, [...topK(b, k).ids].sort((x, y) => x - y)]);
+      const c = grammarConstraint(automaton, tok);
+      for (const id of byteTokens(tok, prefix)) c.accept(id);
+      const ids = [...eog, ...Array.from({ length: 400 }, () => rng.nextU32() % tok.vocabSize)];
+      const before = ids.map((id) => c.allows(id, eog)); // through the matcher
+      const row = new Float32Array(tok.vocabSize);
+      c.mask(row, eog);
+      const want = ids.map((id) => row[id] === 0);
+      expect([prefix, before]).toEqual([prefix, want]);
+      expect([prefix, ids.map((id) => c.allows(id, eog))]).toEqual([prefix, want]); // from the cached mask
+    }
+  });
+
+  it('a sampler picking from the best allowed candidates draws exactly as with the whole row masked', () => {
+    const automaton = GrammarAutomaton.fromGbnf(JSON_GRAMMAR);
+    const ctx = { eog, vocabSize: tok.vocabSize };
+    const rng = Xoshiro128.fromSeed(5);
+    for (const opts of [{ temperature: 1, topK: 40 }, { temperature: 0.7, topK: 5, topP: 0.9 }, { temperature: 0 }]) {
+      const quick = grammarConstraint(automaton, tok);
+      const full = grammarConstraint(automaton, tok);
+      const maskOnly = { ...full, mask: full.mask.bind(full), accept: full.accept.bind(full), clone: () => full.clone(), allows: undefined };
+      Object.defineProperties(maskOnly, { complete: { get: () => full.complete }, finished: { get: () => full.finished } });
+      const a = new Sampler({ ...opts, seed: 3, constraint: quick }, ctx);
+      const b = new Sampler({ ...opts, seed: 3, constraint: maskOnly as unknown as GrammarConstraint }, ctx);
+      for (let step = 0; step < 30 && !quick.finished; step++) {
+        const logits = Float32Array.from({ length: tok.vocabSize }, () => rng.nextFloat() * 8);
+        const da = a.distribution(logits);
+        const db = b.distribution(logits);
+        expect([...da.ids]).toEqual([...db.ids]);
+        expect([...da.probs]).toEqual([...db.probs]);
+        const id = a.draw(da);
+        expect(b.draw(db)).toBe(id);
+        a.accept(id);
+        b.accept(id);
       }
     }
   });

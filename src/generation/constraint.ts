@@ -7,12 +7,15 @@
 export interface TokenConstraint {
   /**
    * Set the logit of every token that may not come next to -Infinity. End-of-generation tokens
-   * (`eog`) stay allowed only where the output so far is complete. `keep`: the caller only uses
-   * the `keep` highest allowed logits (top-k follows), so the constraint may also drop allowed
-   * tokens below those, which lets it check the best candidates one by one instead of masking
-   * the whole vocabulary.
+   * (`eog`) stay allowed only where the output so far is complete.
    */
-  mask(logits: Float32Array, eog: ReadonlySet<number>, keep?: number): void;
+  mask(logits: Float32Array, eog: ReadonlySet<number>): void;
+  /**
+   * Whether one token may come next (what `mask` would leave it). Optional: with it, a sampler
+   * that keeps only the top k checks the best candidates one by one instead of masking the whole
+   * vocabulary, which is what pays in a grammar state not seen before.
+   */
+  allows?(id: number, eog: ReadonlySet<number>): boolean;
   /** Advance past the chosen token (which mask allowed). */
   accept(id: number): void;
   /** Whether the output so far is a complete match (generation may end here). */

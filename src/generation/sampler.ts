@@ -26,7 +26,7 @@ import { Xoshiro128 } from '../tensor/random.js';
 import type { TokenConstraint } from './constraint.js';
 import {
   applyLogitBias, applyPenalties, drawFrom, minP, mirostatTruncate, softmax, sortCandidates, temperature, topK, topP, typicalP,
-  type Distribution, allCandidates,
+  type Candidates, type Distribution, allCandidates,
 } from './processors.js';
 
 export type { Distribution } from './processors.js';
@@ -151,15 +151,20 @@ export class Sampler {
    */
   distribution(logits: Float32Array, history: ArrayLike<number> = []): Distribution {
     checkLogits(logits);
-    const row = this.processRow(logits, history);
+    let row = this.processRow(logits, history);
+    const greedy = this.temperature === 0 && (this.mirostat === 2 || this.typicalP >= 1);
+    // With a constraint, top-k (greedy: top-1) can pick from the best candidates the constraint
+    // allows; otherwise, or when they are too rare among the best, the whole row is masked.
+    const best = this.mirostat === 2 ? undefined : this.bestAllowed(row, greedy ? 1 : this.topK);
+    if (this.constraint && !best) row = this.masked(row, logits, this.constraint);
     let d: Distribution;
-    if (this.temperature === 0 && (this.mirostat === 2 || this.typicalP >= 1)) {
+    if (greedy) {
       // top-k, top-p and min-p all keep the most likely token: greedy is the argmax of the row.
-      d = { ids: Int32Array.of(argmax(row)), probs: Float64Array.of(1) };
+      d = { ids: Int32Array.of(best ? best.ids[0] : argmax(row)), probs: Float64Array.of(1) };
     } else if (this.mirostat === 2) {
       d = mirostatTruncate(softmax(temperature(allCandidates(row), this.temperature)), this.mu);
     } else {
-      let c = topK(row, this.topK);
+      let c = best ?? topK(row, this.topK);
       c = typicalP(c, this.typicalP);
       c = topP(c, this.topP);
       c = minP(c, this.minP);
@@ -192,21 +197,51 @@ export class Sampler {
     }
   }
 
-  /** Bias, penalties and the constraint mask, on a copy of the row (the original is left alone). */
+  /** Bias and penalties, on a copy of the row (the original is left alone). */
   private processRow(logits: Float32Array, history: ArrayLike<number>): Float32Array {
     const window = this.penaltyWindow(history);
     const penalize = window.length > 0 && (this.repeatPenalty !== 1 || this.presencePenalty !== 0 || this.frequencyPenalty !== 0);
-    if (this.logitBias.size === 0 && !penalize && !this.constraint) return logits;
+    if (this.logitBias.size === 0 && !penalize) return logits;
     const row = logits.slice();
     applyLogitBias(row, this.logitBias);
     if (penalize) applyPenalties(row, window, { repeat: this.repeatPenalty, presence: this.presencePenalty, frequency: this.frequencyPenalty });
-    if (this.constraint) {
-      // Only the top k survive what follows (greedy: the best one), unless Mirostat needs them all.
-      const greedy = this.temperature === 0 && this.typicalP >= 1;
-      const keep = this.mirostat === 2 ? undefined : greedy ? 1 : this.topK > 0 ? this.topK : undefined;
-      this.constraint.mask(row, this.eog, keep);
-    }
     return row;
+  }
+
+  /** The row with the constraint's mask applied (copied first if it is still the caller's logits). */
+  private masked(row: Float32Array, logits: Float32Array, constraint: TokenConstraint): Float32Array {
+    const out = row === logits ? row.slice() : row;
+    constraint.mask(out, this.eog);
+    return out;
+  }
+
+  /**
+   * The k best tokens the constraint allows, best first, when one batch of the best 2k (at least
+   * 32) candidates holds them, or holds every finite logit: exactly the top k of the masked row.
+   * Undefined without a constraint that answers `allows`, with top-k off, or when allowed tokens
+   * are rarer than that (a narrow grammar state, whose mask is cheap and then cached).
+   */
+  private bestAllowed(row: Float32Array, k: number): Candidates | undefined {
+    const constraint = this.constraint;
+    if (!constraint?.allows || k <= 0) return undefined;
+    const batch = Math.min(row.length, Math.max(32, 2 * k));
+    const best = sortCandidates(topK(row, batch));
+    const ids: number[] = [];
+    const values: number[] = [];
+    let exhausted = batch === row.length;
+    for (let i = 0; i < best.ids.length && ids.length < k; i++) {
+      if (best.logits[i] === -Infinity) {
+        exhausted = true;
+        break;
+      }
+      if (constraint.allows(best.ids[i], this.eog)) {
+        ids.push(best.ids[i]);
+        values.push(best.logits[i]);
+      }
+    }
+    if (ids.length < k && !exhausted) return undefined;
+    if (ids.length === 0) return undefined; // nothing allowed: let mask() say so (every logit -Infinity)
+    return { ids: Int32Array.from(ids), logits: Float64Array.from(values), sorted: true };
   }
 
   private penaltyWindow(history: ArrayLike<number>): ArrayLike<number> {

@@ -23,7 +23,6 @@
 import { RequestError } from '../../errors.js';
 import type { Tokenizer } from '../../tokenizers/index.js';
 import type { TokenConstraint } from '../constraint.js';
-import { sortCandidates, topK } from '../processors.js';
 import { parseGbnf, type GbnfGrammar, type ParseGbnfOptions } from './gbnf.js';
 import { DEAD_STATE, GrammarAutomaton, GrammarMatcher, partialRange, UTF8_INVALID, utf8Step } from './matcher.js';
 
@@ -129,7 +128,7 @@ export class VocabTrie {
 
 const trieCache = new WeakMap<Tokenizer, VocabTrie>();
 
-/** A cached mask: the listed ids are the allowed ones, or (inverted) the disallowed ones. */
+/** A cached mask: the listed ids (ascending) are the allowed ones, or (inverted) the disallowed ones. */
 interface CachedMask {
   ids: Int32Array;
   inverted: boolean;
@@ -149,6 +148,19 @@ export interface GrammarConstraintOptions extends ParseGbnfOptions {
   maxCachedMasks?: number;
 }
 
+/** Whether the ascending list `ids` holds `id` (binary search). */
+function sortedHas(ids: Int32Array, id: number): boolean {
+  let lo = 0;
+  let hi = ids.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (ids[mid] === id) return true;
+    if (ids[mid] < id) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
+}
+
 /** The mask cache's key for a matcher position (pending < 2^20, see utf8Step). */
 const maskKey = (state: number, pending: number): number => state * 2 ** 21 + pending;
 
@@ -164,8 +176,8 @@ class MaskContext {
     readonly maxCachedMasks: number,
   ) {}
 
-  hasMask(state: number, pending: number): boolean {
-    return this.masks.has(maskKey(state, pending));
+  cachedMask(state: number, pending: number): CachedMask | undefined {
+    return this.masks.get(maskKey(state, pending));
   }
 
   mask(state: number, pending: number): CachedMask {
@@ -188,7 +200,7 @@ class MaskContext {
   /** The shorter of the allowed list and its complement. */
   private compact(allowed: number[]): CachedMask {
     const n = this.trie.vocabSize;
-    if (allowed.length <= n / 2) return { ids: Int32Array.from(allowed), inverted: false };
+    if (allowed.length <= n / 2) return { ids: Int32Array.from(allowed).sort(), inverted: false }; // ascending, for allows()
     const isAllowed = new Uint8Array(n);
     for (const id of allowed) isAllowed[id] = 1;
     const disallowed = new Int32Array(n - allowed.length);
@@ -231,47 +243,28 @@ export class GrammarConstraint implements TokenConstraint {
     return this.ended || this.matcher.finished;
   }
 
-  mask(logits: Float32Array, eog: ReadonlySet<number>, keep?: number): void {
+  mask(logits: Float32Array, eog: ReadonlySet<number>): void {
     this.lastEog = eog;
     const eogLogits = [...eog].map((id) => [id, logits[id]] as const);
-    const { state, pending } = this.matcher;
     if (this.finished) {
       logits.fill(-Infinity);
-    } else if (keep === undefined || this.context.hasMask(state, pending) || !this.keepBestAllowed(logits, keep)) {
-      this.applyMask(logits, this.context.mask(state, pending));
+    } else {
+      this.applyMask(logits, this.context.mask(this.matcher.state, this.matcher.pending));
     }
     const complete = this.complete;
     for (const [id, logit] of eogLogits) if (id < logits.length) logits[id] = complete ? logit : -Infinity;
   }
 
-  /**
-   * A state not seen before, where only the `keep` best allowed tokens matter: check the best
-   * candidates one by one (each token's bytes through the matcher) rather than walk the whole
-   * trie. Wins where most tokens are allowed (inside a string, whose length bound makes every
-   * position a new state); gives up (false, logits untouched) after one batch where allowed tokens
-   * are rare, and those narrow states are cheap to walk and repeat, so their masks get cached.
-   */
-  private keepBestAllowed(logits: Float32Array, keep: number): boolean {
-    const batch = Math.min(logits.length, Math.max(32, 2 * keep));
-    const best = sortCandidates(topK(logits, batch));
+  /** What mask() would leave of token `id`: from the cached mask when there is one, else through a copy of the matcher. */
+  allows(id: number, eog: ReadonlySet<number>): boolean {
+    this.lastEog = eog;
+    if (eog.has(id)) return this.complete;
     const { tokenizer } = this.context;
-    const kept: number[] = [];
-    let exhausted = false; // only -Infinity from here on: nothing more can be kept
-    for (let i = 0; i < best.ids.length && kept.length < keep; i++) {
-      if (best.logits[i] === -Infinity) {
-        exhausted = true;
-        break;
-      }
-      const id = best.ids[i];
-      if (id >= tokenizer.vocabSize || this.lastEog?.has(id)) continue; // end-of-generation is decided by mask()
-      const bytes = tokenizer.piece(id);
-      if (bytes.length > 0 && this.matcher.clone().acceptBytes(bytes)) kept.push(id);
-    }
-    if (kept.length < keep && !exhausted && batch < logits.length) return false;
-    const values = kept.map((id) => logits[id]);
-    logits.fill(-Infinity);
-    kept.forEach((id, i) => (logits[id] = values[i]));
-    return true;
+    if (this.finished || !(id >= 0 && id < tokenizer.vocabSize)) return false;
+    const cached = this.context.cachedMask(this.matcher.state, this.matcher.pending);
+    if (cached) return sortedHas(cached.ids, id) !== cached.inverted;
+    const bytes = tokenizer.piece(id);
+    return bytes.length > 0 && this.matcher.clone().acceptBytes(bytes);
   }
 
   private applyMask(logits: Float32Array, mask: CachedMask): void {
