@@ -17,8 +17,7 @@ import { RequestError } from './errors.js';
 import { readGGUF, typedValue, type GGUFTypedValue } from './formats/gguf.js';
 import { writeGGUF, type GGUFWriteTensor } from './formats/gguf-writer.js';
 import { byteSize, DTYPES, type DType } from './tensor/dtype.js';
-import { f32ToF16 } from './tensor/f16.js';
-import { quantizeQ4_0, quantizeQ8_0 } from './tensor/quant.js';
+import { encodeValues, GGUF_FILE_TYPE } from './tensor/quant.js';
 import { NormalSource } from './tensor/random.js';
 import { llamaTensorShapes, type LlamaConfig } from './models/llama.js';
 
@@ -63,7 +62,6 @@ export interface InitResult {
 }
 
 /** llama.cpp's llama_ftype for general.file_type: the type most weights have. */
-const FILE_TYPE: Record<InitDType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 };
 
 const STD = 0.02;
 
@@ -102,7 +100,7 @@ export function initModel(opts: InitOptions): InitResult {
   const metadata = new Map<string, GGUFTypedValue>([
     ['general.architecture', { type: 'string', value: 'llama' }],
     ['general.name', { type: 'string', value: `${opts.shape} (random init, seed ${seed})` }],
-    ['general.file_type', { type: 'u32', value: FILE_TYPE[dtype] }],
+    ['general.file_type', { type: 'u32', value: GGUF_FILE_TYPE[dtype] }],
     ['llama.context_length', { type: 'u32', value: config.context_length }],
     ['llama.embedding_length', { type: 'u32', value: config.embedding_length }],
     ['llama.block_count', { type: 'u32', value: config.block_count }],
@@ -222,30 +220,12 @@ export function randomTensor(dtype: DType, shape: readonly number[], seed: numbe
     const n = rows * rowLength;
     const values = scratch.subarray(0, n);
     for (let i = 0; i < n; i++) values[i] = normal.next() * STD;
-    encode(dtype, values, out.subarray(row * rowBytes, (row + rows) * rowBytes));
+    encodeValues(dtype, values, out.subarray(row * rowBytes, (row + rows) * rowBytes));
     onProgress?.((row + rows) * rowBytes);
   }
   return out;
 }
 
-function encode(dtype: DType, values: Float32Array, dst: Uint8Array): void {
-  switch (dtype) {
-    case 'f32':
-      dst.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)); // little-endian hosts, as GGUF
-      return;
-    case 'f16': {
-      const view = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
-      for (let i = 0; i < values.length; i++) view.setUint16(2 * i, f32ToF16(values[i]!), true);
-      return;
-    }
-    case 'q8_0':
-      return quantizeQ8_0(values, values.length, dst);
-    case 'q4_0':
-      return quantizeQ4_0(values, values.length, dst);
-    default:
-      throw new RequestError('invalid_dtype', 'dtype', `init cannot write ${dtype} weights`);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Deterministic per-tensor seeds (the generator itself is in tensor/random.ts).

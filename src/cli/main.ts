@@ -14,6 +14,7 @@ import { benchCommand } from './bench.js';
 import { chatCommand } from './chat.js';
 import { generateCommand } from './generate.js';
 import { initCommand } from './init.js';
+import { quantizeCommand } from './quantize.js';
 import { inspectCommand } from './inspect.js';
 import { processIO, type CliIO } from './io.js';
 import { perplexityCommand } from './perplexity.js';
@@ -40,7 +41,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
         write(text);
       },
     });
-  for (const make of [generateCommand, chatCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, tokenizerCommand, initCommand]) {
+  for (const make of [generateCommand, chatCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, tokenizerCommand, initCommand, quantizeCommand]) {
     program.addCommand(make(io));
   }
   // addCommand does not pass these settings on; each subcommand (and theirs: `tokenizer train`) needs them.

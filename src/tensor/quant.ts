@@ -6,6 +6,7 @@
  */
 import { bf16ToF32, f16ToF32, f32ToF16 } from './f16.js';
 import { DTYPES, type DType } from './dtype.js';
+import { RequestError } from '../errors.js';
 
 const QK = 32;
 
@@ -92,5 +93,28 @@ export function dequantize(dtype: DType, bytes: Uint8Array, start: number, count
       }
       return;
     }
+  }
+}
+
+/** GGUF's general.file_type (llama.cpp's LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q8_0) for a model mostly of that type. */
+export const GGUF_FILE_TYPE = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 } as const;
+
+/** Write f32 `values` into `dst` as `dtype` (f32, f16, q8_0 or q4_0; the quantized types with ggml's rounding). */
+export function encodeValues(dtype: DType, values: Float32Array, dst: Uint8Array): void {
+  switch (dtype) {
+    case 'f32':
+      dst.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)); // little-endian hosts, as GGUF
+      return;
+    case 'f16': {
+      const view = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
+      for (let i = 0; i < values.length; i++) view.setUint16(2 * i, f32ToF16(values[i]!), true);
+      return;
+    }
+    case 'q8_0':
+      return quantizeQ8_0(values, values.length, dst);
+    case 'q4_0':
+      return quantizeQ4_0(values, values.length, dst);
+    default:
+      throw new RequestError('invalid_dtype', 'dtype', `cannot write ${dtype} values`);
   }
 }
