@@ -90,11 +90,20 @@ const FEW_ROWS: i32 = 8;
     w2 += eb << 2;
     w3 += eb << 2;
   }
-  const s = hsum4(a0, a1, a2, a3);
+  finishRows4<W>(out, hsum4(a0, a1, a2, a3), x, w0, w1, w2, w3, k, K);
+}
+
+/**
+ * Store four rows' dot products: `s` holds their sums over columns [0, k); columns k..K (fewer
+ * than a vector) are added one at a time, the exact way, from x and the rows' pointers at k.
+ */
+// @ts-ignore: decorator
+@inline function finishRows4<W>(out: usize, s: v128, x: usize, w0: usize, w1: usize, w2: usize, w3: usize, k: i32, K: i32): void {
   if (k == K) {
     v128.store(out, s);
     return;
   }
+  const eb = elemBytes<W>();
   let s0 = f32x4.extract_lane(s, 0);
   let s1 = f32x4.extract_lane(s, 1);
   let s2 = f32x4.extract_lane(s, 2);
@@ -178,31 +187,7 @@ const FEW_ROWS: i32 = 8;
     w3 += 8;
     k += 4;
   }
-  const s = hsum4(a0, a1, a2, a3);
-  if (k == K) {
-    v128.store(out, s);
-    return;
-  }
-  let s0 = f32x4.extract_lane(s, 0);
-  let s1 = f32x4.extract_lane(s, 1);
-  let s2 = f32x4.extract_lane(s, 2);
-  let s3 = f32x4.extract_lane(s, 3);
-  for (; k < K; k++) {
-    const xv = load<f32>(xk);
-    s0 += loadW1<i16>(w0) * xv;
-    s1 += loadW1<i16>(w1) * xv;
-    s2 += loadW1<i16>(w2) * xv;
-    s3 += loadW1<i16>(w3) * xv;
-    xk += 4;
-    w0 += 2;
-    w1 += 2;
-    w2 += 2;
-    w3 += 2;
-  }
-  store<f32>(out, s0);
-  store<f32>(out, s1, 4);
-  store<f32>(out, s2, 8);
-  store<f32>(out, s3, 12);
+  finishRows4<i16>(out, hsum4(a0, a1, a2, a3), xk, w0, w1, w2, w3, k, K);
 }
 
 /**
