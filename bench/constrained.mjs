@@ -16,6 +16,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { die, median } from './common.mjs';
 
 const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const args = parseArgs(process.argv.slice(2));
@@ -67,12 +68,6 @@ console.log(`\nvocabulary trie, built once per tokenizer: ${trieMs.toFixed(1)} m
 console.log(`first constrained call (new grammar states): ${(firstMs / Math.max(1, first.tokens.length)).toFixed(3)} ms/token over ${first.tokens.length} tokens`);
 model.dispose();
 
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 function parseArgs(argv) {
   const a = { rounds: 7, n: 64, model: path.join(ROOT, '..', 'shared', 'models', 'llama-2-tiny-random', 'llama-2-tiny-random.gguf') };
   for (let i = 0; i < argv.length; i += 2) {
@@ -86,9 +81,4 @@ function parseArgs(argv) {
     else die(`unknown option ${flag} (options: --rounds N, -n N, --model FILE)`);
   }
   return a;
-}
-
-function die(message) {
-  console.error(`bench: ${message}`);
-  process.exit(2);
 }

@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { die, median } from './common.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
@@ -105,11 +106,6 @@ function parseArgs(argv) {
   return a;
 }
 
-function die(message) {
-  console.error(`bench: ${message}`);
-  process.exit(2);
-}
-
 function ensureBuilt() {
   if (fs.existsSync(path.join(ROOT, 'dist', 'index.js')) && fs.existsSync(CLI)) return;
   console.error('bench: dist/ is missing, running npm run build');
@@ -145,12 +141,6 @@ function runEngine(engine, job) {
   if (r.status !== 0) die(`${engine} run failed (exit ${r.status})\n${r.stdout}`);
   const last = r.stdout.trim().split('\n').pop();
   return JSON.parse(last);
-}
-
-function median(values) {
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 function summarise(runs) {

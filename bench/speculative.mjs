@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { die, median } from './common.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
@@ -114,11 +115,6 @@ function tokS(run) {
   return ((run.tokens.length - 1) / run.ms) * 1000;
 }
 
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
 /** bench/models/<shape>-<dtype>.gguf, written by our `init` (seed 0) on first use. */
 function ensureModel(shape, dtype) {
   const file = path.join(BENCH_DIR, 'models', `${shape}-${dtype}.gguf`);
@@ -153,9 +149,4 @@ function parseArgs(argv) {
     else die(`unknown option ${flag}`);
   }
   return a;
-}
-
-function die(message) {
-  console.error(`bench:speculative: ${message}`);
-  process.exit(1);
 }

@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { die, median } from './common.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
@@ -101,12 +102,6 @@ const out = {
 fs.writeFileSync(args.out, `${JSON.stringify(out, null, 2)}\n`);
 console.log(`\nwrote ${path.relative(process.cwd(), args.out) || args.out}`);
 
-function median(xs) {
-  const s = [...xs].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 function parseArgs(argv) {
   const a = { rounds: 7, text: path.join(SHARED, 'data', 'tinyshakespeare', 'input.txt'), out: path.join(BENCH_DIR, 'tokenizers-results.json') };
   for (let i = 0; i < argv.length; i++) {
@@ -121,9 +116,4 @@ function parseArgs(argv) {
     else die(`unknown option ${flag} (options: --rounds N, --text FILE, --out FILE)`);
   }
   return a;
-}
-
-function die(message) {
-  console.error(`bench: ${message}`);
-  process.exit(2);
 }
