@@ -7,13 +7,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Backend } from './backend/backend.js';
 import { FormatError, ModelError } from './errors.js';
-import { readGGUF, readTensorData, type GGUFFile, type GGUFTensorInfo } from './formats/gguf.js';
+import { GGUF_MAGIC, readGGUF, readTensorData, type GGUFFile, type GGUFTensorInfo } from './formats/gguf.js';
 import { readLlama2c, type Llama2cFile } from './formats/llama2c.js';
 import { llamaConfigFromGGUF, llamaConfigFromLlama2c, llamaTensorShapes, type LlamaConfig, type LlamaWeights } from './models/llama.js';
 import { GGML_TYPE_NAMES } from './tensor/dtype.js';
 import type { Tensor } from './tensor/tensor.js';
 import { readLlama2cTokenizer } from './tokenizers/llama2c.js';
-import { tokenizerFromGGUF, tokenizerFromVocab, type Tokenizer } from './tokenizers/index.js';
+import { fileMagic, tokenizerFromGGUF, tokenizerFromVocab, type Tokenizer } from './tokenizers/index.js';
 
 export type ModelFile =
   | { format: 'gguf'; path: string; fileSize: number; file: GGUFFile; tensors: GGUFTensorInfo[] }
@@ -21,20 +21,8 @@ export type ModelFile =
 
 /** Read a model file's header: GGUF by its magic, llama2.c's legacy checkpoint otherwise. */
 export function openModelFile(file: string): ModelFile {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String((err as Error).message);
-    throw new FormatError('cannot_open', file, reason);
-  }
-  const magic = Buffer.alloc(4);
-  try {
-    fs.readSync(fd, magic, 0, 4, 0);
-  } finally {
-    fs.closeSync(fd);
-  }
-  if (magic.toString('latin1') === 'GGUF') {
+  const magic = fileMagic(file);
+  if (magic === GGUF_MAGIC) {
     const gguf = readGGUF(file);
     return { format: 'gguf', path: file, fileSize: gguf.fileSize, file: gguf, tensors: gguf.tensors };
   }
@@ -42,7 +30,7 @@ export function openModelFile(file: string): ModelFile {
     const bin = readLlama2c(file);
     return { format: 'llama2c', path: file, fileSize: bin.fileSize, file: bin, tensors: bin.tensors };
   }
-  throw new FormatError('unknown_format', file, `not a GGUF file (magic ${JSON.stringify(magic.toString('latin1'))}) and not a llama2.c .bin checkpoint`);
+  throw new FormatError('unknown_format', file, `not a GGUF file (magic ${JSON.stringify(magic)}) and not a llama2.c .bin checkpoint`);
 }
 
 /** The hyper-parameters of a model file (llama architecture only, for now). */

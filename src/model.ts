@@ -193,6 +193,8 @@ export async function loadModel(path: string = DEFAULT_MODEL_PATH, opts: LoadOpt
 
 export class Model {
   readonly info: ModelInfo;
+  /** Draft models whose vocabulary was found equal to this model's. */
+  private readonly sameVocabulary = new WeakSet<Model>();
 
   constructor(
     readonly path: string,
@@ -408,15 +410,18 @@ export class Model {
     return gbnf === undefined ? undefined : grammarConstraint(gbnf, this.tokenizer);
   }
 
-  /** A draft model must share this model's vocabulary token for token. */
+  /** A draft model must share this model's vocabulary token for token (compared once per draft). */
   private checkDraft(draft: Model): Model {
     if (draft === this || draft.net === this.net) {
       throw new RequestError('invalid_draft', 'draftModel', 'the draft must be a separately loaded model (it needs its own KV cache)');
     }
-    const a = this.tokenizer;
-    const b = draft.tokenizer;
-    const same = a.vocabSize === b.vocabSize && Array.from({ length: a.vocabSize }, (_, id) => id).every((id) => a.tokenText(id) === b.tokenText(id));
-    if (!same) throw new RequestError('invalid_draft', 'draftModel', `${draft.path} has a different vocabulary from ${this.path}`);
+    if (!this.sameVocabulary.has(draft)) {
+      const a = this.tokenizer;
+      const b = draft.tokenizer;
+      const same = a.vocabSize === b.vocabSize && Array.from({ length: a.vocabSize }, (_, id) => id).every((id) => a.tokenText(id) === b.tokenText(id));
+      if (!same) throw new RequestError('invalid_draft', 'draftModel', `${draft.path} has a different vocabulary from ${this.path}`);
+      this.sameVocabulary.add(draft);
+    }
     if (draft.contextLength < this.contextLength) {
       throw new RequestError('invalid_draft', 'draftModel', `${draft.path} holds ${draft.contextLength} positions, fewer than this model's ${this.contextLength}`);
     }
@@ -425,11 +430,12 @@ export class Model {
 
   /** The result of a single-sample decoder (speculative, beams) that times the whole run. */
   private singleResult(run: SampleRun, promptTokens: number[], ms: number, extra: Pick<GenerateResult, 'speculative' | 'beams'>): GenerateResult {
-    const { index: _index, ...first } = run.choice(false);
+    const choice = run.choice(false);
+    const { index: _index, ...first } = choice;
     return {
       ...first,
       promptTokens,
-      choices: [run.choice(false)],
+      choices: [choice],
       timings: {
         promptTokens: promptTokens.length,
         promptMs: 0,

@@ -11,7 +11,7 @@
  * llama-quantize's. The output is written atomically (temp file, then rename).
  */
 import { RequestError } from './errors.js';
-import { readGGUF, readTensorData, typedMetadata, type GGUFTensorInfo } from './formats/gguf.js';
+import { readGGUF, readTensorData, typedMetadata, type GGUFFile, type GGUFTensorInfo } from './formats/gguf.js';
 import { writeGGUF, type GGUFWriteTensor } from './formats/gguf-writer.js';
 import { byteSize, DTYPES, type DType } from './tensor/dtype.js';
 import { dequantize, encodeValues, GGUF_FILE_TYPE } from './tensor/quant.js';
@@ -87,7 +87,7 @@ function targetType(info: GGUFTensorInfo, type: QuantizeType): DType {
 }
 
 /** A tensor's bytes in `dtype`: copied when it already has that type, else decoded to f32 and encoded. */
-function convertTensor(file: ReturnType<typeof readGGUF>, info: GGUFTensorInfo, dtype: DType): Uint8Array {
+function convertTensor(file: GGUFFile, info: GGUFTensorInfo, dtype: DType): Uint8Array {
   const source = new Uint8Array(info.byteLength);
   readTensorData(file, info, source);
   if (info.dtype === dtype) return source;

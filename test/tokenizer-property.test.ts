@@ -11,6 +11,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readGGUF } from '../src/formats/gguf.js';
 import { writeTokenizerConfig, writeTokenizerJson } from '../src/formats/tokenizer-json.js';
 import { Xoshiro128 } from '../src/tensor/random.js';
+// What a lossless tokenizer gives back: the text with lone surrogates as U+FFFD (UTF-8 cannot hold them).
+import { wellFormed } from '../src/tokenizers/base.js';
 import { tokenizerConfigFromVocab, tokenizerJsonFromVocab } from '../src/tokenizers/hf-export.js';
 import { ggufVocab, loadTokenizer, type Tokenizer } from '../src/tokenizers/index.js';
 import { shared, vocabPath as vocab } from './helpers/vocab.js';
@@ -37,11 +39,6 @@ function randomText(rng: Xoshiro128, maxLength: number): string {
     s += String.fromCodePoint(lo + (rng.nextU32() % (hi - lo + 1)));
   }
   return s;
-}
-
-/** What a lossless tokenizer gives back: the text with lone surrogates as U+FFFD (UTF-8 cannot hold them). */
-function wellFormed(s: string): string {
-  return s.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
 }
 
 function streamed(tok: Tokenizer, ids: number[]): string {

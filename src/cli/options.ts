@@ -222,7 +222,7 @@ export function samplingFromFlags(flags: SamplingFlags): GenerateOptions {
   if (flags.grammarFile !== undefined && flags.grammar !== undefined) {
     throw new RequestError('conflicting_options', '--grammar-file', 'give --grammar or --grammar-file, not both');
   }
-  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as GenerateOptions;
+  return definedOnly(options);
 }
 
 /** How tokens are chosen beyond sampling: speculative decoding and beam search (generate, chat). */
@@ -257,5 +257,10 @@ export function decodingFromFlags(flags: DecodingFlags, draft: Model | undefined
     numBeams: flags.beams,
     lengthPenalty: flags.lengthPenalty,
   };
+  return definedOnly(options);
+}
+
+/** The options that are set: an unset flag leaves the library's default in force. */
+function definedOnly(options: GenerateOptions): GenerateOptions {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as GenerateOptions;
 }

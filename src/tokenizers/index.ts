@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import { FormatError, ModelError } from '../errors.js';
+import { describeIoError } from '../formats/file.js';
 import { GGUF_MAGIC, getOptionalString, readGGUF, type GGUFFile } from '../formats/gguf.js';
 import { publicTokenizer } from './base.js';
 import { BpeTokenizer, bpeVocabFromGGUF, type BpeTokenizerOptions, type BpeVocab } from './bpe.js';
@@ -77,14 +78,13 @@ export function endOfGenerationIds(tokens: readonly string[], types: Int32Array,
   return out;
 }
 
-/** Whether `path` starts with the GGUF magic; FormatError 'cannot_open' when it cannot be read. */
-export function isGGUFFile(path: string): boolean {
+/** The first four bytes of a file as latin1 text (fewer for a shorter file); FormatError 'cannot_open' when it cannot be read. */
+export function fileMagic(path: string): string {
   let fd: number;
   try {
     fd = fs.openSync(path, 'r');
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new FormatError('cannot_open', path, reason);
+    throw new FormatError('cannot_open', path, describeIoError(err));
   }
   const magic = Buffer.alloc(4);
   let n: number;
@@ -93,7 +93,12 @@ export function isGGUFFile(path: string): boolean {
   } finally {
     fs.closeSync(fd);
   }
-  return n === 4 && magic.toString('latin1') === GGUF_MAGIC;
+  return magic.subarray(0, n).toString('latin1');
+}
+
+/** Whether `path` starts with the GGUF magic; FormatError 'cannot_open' when it cannot be read. */
+export function isGGUFFile(path: string): boolean {
+  return fileMagic(path) === GGUF_MAGIC;
 }
 
 /** Hugging Face files: a folder (tokenizer.json, or vocab.json + merges.txt) or a .json file. */
