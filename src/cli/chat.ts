@@ -12,7 +12,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { RequestError } from '../errors.js';
 import type { Model } from '../model.js';
-import { chooseChatTemplate, checkChatTemplate, renderChatTemplate, type ChatMessage, type ChosenChatTemplate } from '../tokenizers/chat-template.js';
+import { chooseChatTemplate, checkChatTemplate, renderConversation, type ChatMessage, type ChosenChatTemplate } from '../tokenizers/chat-template.js';
 import type { CliIO } from './io.js';
 import {
   decodingFromFlags, decodingOptions, jsonOption, loadDraft, loadWithProgress, modelOption, runtimeOptions, samplingFromFlags,
@@ -69,8 +69,6 @@ function templateArgument(value: string): { text: string; name?: string } {
 class ChatSession {
   private system: string | undefined;
   private history: ChatMessage[] = [];
-  private readonly bosText: string | undefined;
-  private readonly eosText: string | undefined;
 
   constructor(
     private readonly io: CliIO,
@@ -80,10 +78,6 @@ class ChatSession {
     private readonly draft: Model | undefined,
   ) {
     this.system = flags.system;
-    const tok = model.tokenizer;
-    const text = (id: number): string | undefined => (id >= 0 && id < tok.vocabSize ? tok.tokenText(id) : undefined);
-    this.bosText = text(tok.bos);
-    this.eosText = text(tok.eos);
   }
 
   async run(): Promise<void> {
@@ -128,12 +122,7 @@ class ChatSession {
   private async turn(user: string): Promise<void> {
     this.history.push({ role: 'user', content: user });
     const messages: ChatMessage[] = this.system === undefined ? this.history : [{ role: 'system', content: this.system }, ...this.history];
-    const prompt = renderChatTemplate(this.template.text, {
-      messages,
-      add_generation_prompt: true,
-      bos_token: this.bosText,
-      eos_token: this.eosText,
-    }, { name: this.template.name });
+    const prompt = renderConversation(this.model.tokenizer, this.template, messages, { addGenerationPrompt: true });
     if (this.flags.printPrompt) {
       this.io.stdout.write(this.flags.json ? `${JSON.stringify({ user, prompt })}\n` : prompt.endsWith('\n') ? prompt : `${prompt}\n`);
       this.history.push({ role: 'assistant', content: '' }); // keep the roles alternating for the next turn

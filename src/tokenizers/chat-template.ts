@@ -275,6 +275,16 @@ function tokenTextOrUndefined(tokenizer: Tokenizer, id: number): string | undefi
  */
 export function applyChatTemplate(tokenizer: Tokenizer, messages: readonly ChatMessage[], opts: ApplyChatTemplateOptions = {}, modelName = 'model'): string {
   const chosen = chooseChatTemplate(opts.template, tokenizer.chatTemplate, `${modelName}: tokenizer.chat_template`);
+  return renderConversation(tokenizer, chosen, messages, opts);
+}
+
+/** Render a conversation with a template already chosen, with the tokenizer's BOS/EOS texts. */
+export function renderConversation(
+  tokenizer: Tokenizer,
+  chosen: ChosenChatTemplate,
+  messages: readonly ChatMessage[],
+  opts: Omit<ApplyChatTemplateOptions, 'template'> = {},
+): string {
   return renderChatTemplate(chosen.text, {
     messages,
     tools: opts.tools,
