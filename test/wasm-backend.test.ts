@@ -25,9 +25,10 @@ import { prepareActivations, ReferenceBackend } from '../src/backend/reference.j
 import { createWasmBackend, KERNELS, type WasmBackend } from '../src/backend/wasm/backend.js';
 import { relaxedSupported } from '../src/backend/wasm/module.js';
 import { RequestError, ResourceError } from '../src/errors.js';
-import type { DType } from '../src/tensor/dtype.js';
+import { byteSize, type DType } from '../src/tensor/dtype.js';
 import { f32ToBf16, f32ToF16 } from '../src/tensor/f16.js';
 import { dequantize, quantizeQ4_0, quantizeQ8_0 } from '../src/tensor/quant.js';
+import { quantizeLegacy } from '../src/tensor/quant-legacy.js';
 import type { Tensor } from '../src/tensor/tensor.js';
 
 const U = 2 ** -24;
@@ -71,6 +72,13 @@ function encode(dtype: DType, values: Float32Array): Uint8Array {
     case 'q4_0': {
       const out = new Uint8Array((n / 32) * 18);
       quantizeQ4_0(values, n, out);
+      return out;
+    }
+    case 'q4_1':
+    case 'q5_0':
+    case 'q5_1': {
+      const out = new Uint8Array(byteSize(dtype, n));
+      quantizeLegacy(dtype, values, n, out);
       return out;
     }
   }

@@ -6,6 +6,7 @@ import type { AttentionParams, Backend, RopeParams } from './backend.js';
 import { byteSize, type DType } from '../tensor/dtype.js';
 import { f32ToBf16, bf16ToF32, f32ToF16, roundF16 } from '../tensor/f16.js';
 import { dequantize, quantizeQ8_0 } from '../tensor/quant.js';
+import { dotQ8_1, Q8_1_BLOCK_BYTES, quantizeQ8_1 } from '../tensor/quant-legacy.js';
 import { numel, Tensor, type Shape } from '../tensor/tensor.js';
 
 /** Round an activation row the way ggml does before multiplying it with weights of `dtype`. */
@@ -17,8 +18,12 @@ export function prepareActivations(dtype: DType, x: Float32Array): Float32Array 
       return x.map(roundF16);
     case 'bf16':
       return x.map((v) => bf16ToF32(f32ToBf16(v)));
+    // Q8_1 activations (q4_1, q5_1) have Q8_0's d and q; their extra s term is in dotQ8_1.
     case 'q8_0':
-    case 'q4_0': {
+    case 'q4_0':
+    case 'q5_0':
+    case 'q4_1':
+    case 'q5_1': {
       const q = new Uint8Array(byteSize('q8_0', x.length));
       quantizeQ8_0(x, x.length, q, true);
       const out = new Float32Array(x.length);
@@ -46,6 +51,15 @@ export class ReferenceBackend implements Backend {
     const o = out.f32();
     const row = new Float32Array(K);
     const xs = x.f32();
+    if (w.dtype === 'q4_1' || w.dtype === 'q5_1') {
+      // ggml's d_w·d_x·Σ q_w·q_x + m_w·s_x per block, with the activation block's f16 s
+      const xq = new Uint8Array((K / 32) * Q8_1_BLOCK_BYTES);
+      for (let m = 0; m < x.rowCount; m++) {
+        quantizeQ8_1(xs.subarray(m * K, (m + 1) * K), K, xq);
+        for (let n = 0; n < N; n++) o[m * N + n] = dotQ8_1(w.dtype, w.bytes, n * w.rowBytes, xq, K);
+      }
+      return;
+    }
     for (let m = 0; m < x.rowCount; m++) {
       // Dequantized activations: for quantized weights this equals the block-wise integer dot
       // product scaled by both block scales, since d_w·d_x·Σ qw·qx = Σ (d_w·qw)(d_x·qx).

@@ -4,8 +4,9 @@
  *   Q8_0: 32 values = f16 scale d + 32 × int8 q;         x = d·q            (34 bytes)
  *   Q4_0: 32 values = f16 scale d + 16 bytes of nibbles; x = d·(q − 8)      (18 bytes)
  *         byte j holds value j in its low nibble and value j+16 in its high nibble.
+ *   Q4_1, Q5_0, Q5_1: see tensor/quant-legacy.ts (20, 22, 24 bytes).
  */
-export type DType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
+export type DType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1';
 
 export interface DTypeInfo {
   readonly name: DType;
@@ -21,6 +22,9 @@ export const DTYPES: Readonly<Record<DType, DTypeInfo>> = {
   f32: { name: 'f32', blockSize: 1, blockBytes: 4, ggmlType: 0 },
   f16: { name: 'f16', blockSize: 1, blockBytes: 2, ggmlType: 1 },
   q4_0: { name: 'q4_0', blockSize: 32, blockBytes: 18, ggmlType: 2 },
+  q4_1: { name: 'q4_1', blockSize: 32, blockBytes: 20, ggmlType: 3 },
+  q5_0: { name: 'q5_0', blockSize: 32, blockBytes: 22, ggmlType: 6 },
+  q5_1: { name: 'q5_1', blockSize: 32, blockBytes: 24, ggmlType: 7 },
   q8_0: { name: 'q8_0', blockSize: 32, blockBytes: 34, ggmlType: 8 },
   bf16: { name: 'bf16', blockSize: 1, blockBytes: 2, ggmlType: 30 },
 };

@@ -7,6 +7,7 @@
 import { bf16ToF32, f16ToF32, f32ToF16 } from './f16.js';
 import { DTYPES, type DType } from './dtype.js';
 import { RequestError } from '../errors.js';
+import { dequantizeLegacy, quantizeLegacy } from './quant-legacy.js';
 
 const QK = 32;
 
@@ -93,13 +94,17 @@ export function dequantize(dtype: DType, bytes: Uint8Array, start: number, count
       }
       return;
     }
+    case 'q4_1':
+    case 'q5_0':
+    case 'q5_1':
+      return dequantizeLegacy(dtype, bytes, start, count, out, outOffset);
   }
 }
 
-/** GGUF's general.file_type (llama.cpp's LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q8_0) for a model mostly of that type. */
-export const GGUF_FILE_TYPE = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 } as const;
+/** GGUF's general.file_type (llama.cpp's LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q4_1, MOSTLY_Q8_0, MOSTLY_Q5_0, MOSTLY_Q5_1) for a model mostly of that type. */
+export const GGUF_FILE_TYPE = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9 } as const;
 
-/** Write f32 `values` into `dst` as `dtype` (f32, f16, q8_0 or q4_0; the quantized types with ggml's rounding). */
+/** Write f32 `values` into `dst` as `dtype` (f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1; the quantized types with ggml's rounding). */
 export function encodeValues(dtype: DType, values: Float32Array, dst: Uint8Array): void {
   switch (dtype) {
     case 'f32':
@@ -114,6 +119,10 @@ export function encodeValues(dtype: DType, values: Float32Array, dst: Uint8Array
       return quantizeQ8_0(values, values.length, dst);
     case 'q4_0':
       return quantizeQ4_0(values, values.length, dst);
+    case 'q4_1':
+    case 'q5_0':
+    case 'q5_1':
+      return quantizeLegacy(dtype, values, values.length, dst);
     default:
       throw new RequestError('invalid_dtype', 'dtype', `cannot write ${dtype} values`);
   }
