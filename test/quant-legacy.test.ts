@@ -14,11 +14,16 @@ v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Backend } from '../src/backend/backend.js';
+import { prepareActivations, ReferenceBackend } from '../src/backend/reference.js';
+import { createWasmBackend, type WasmBackend } from '../src/backend/wasm/backend.js';
+import { relaxedSupported } from '../src/backend/wasm/module.js';
 import { f16ToF32 } from '../src/tensor/f16.js';
-import { byteSize, DTYPES, dtypeFromGgml } from '../src/tensor/dtype.js';
+import { byteSize, DTYPES, dtypeFromGgml, type DType } from '../src/tensor/dtype.js';
 import { dequantize, encodeValues, quantizeQ8_0 } from '../src/tensor/quant.js';
-import { dotQ8_1, quantizeLegacy, quantizeQ8_1, type LegacyType } from '../src/tensor/quant-legacy.js';
+import { dotQ8_1, Q8_1_BLOCK_BYTES, quantizeLegacy, quantizeQ8_1, type LegacyType } from '../src/tensor/quant-legacy.js';
+import type { Tensor } from '../src/tensor/tensor.js';
 
 const TYPES = ['q4_1', 'q5_0', 'q5_1'] as const;
 
@@ -134,6 +139,152 @@ describe.each(TYPES)('%s round trip', (type) => {
         const bound = (clamped ? step : step / 2) + f16Error + 1e-30;
         expect(Math.abs(out[b * 32 + j]! - block[j]!), `block ${b} value ${j}`).toBeLessThanOrEqual(bound);
       }
+    }
+  });
+});
+
+// ---- matmul: reference and wasm against ggml's vec_dot, then wasm against the reference ----------
+
+/** mulberry32: a small seeded generator, so failures reproduce. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomValues(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
+  return out;
+}
+
+function quantized(type: LegacyType, values: Float32Array): Uint8Array {
+  const out = new Uint8Array(byteSize(type, values.length));
+  quantizeLegacy(type, values, values.length, out);
+  return out;
+}
+
+/**
+ * S = Σ_k |x_k|·(|w_k| + |m_w|) + Σ_b |m_w·s_x| for weight row n against activation row x, over the
+ * quantized activations and dequantized weights: a bound on the magnitudes of the terms ggml adds.
+ */
+function magnitude(type: LegacyType, w: Uint8Array, n: number, K: number, x: Float32Array): number {
+  const wd = new Float32Array(K);
+  dequantize(type, w, n * K, K, wd);
+  const xr = prepareActivations(type, x);
+  const xq = new Uint8Array((K / 32) * Q8_1_BLOCK_BYTES);
+  quantizeQ8_1(x, K, xq);
+  const view = new DataView(w.buffer, w.byteOffset + byteSize(type, n * K));
+  let s = 0;
+  for (let b = 0; b < K / 32; b++) {
+    const m = type === 'q5_0' ? 0 : Math.abs(f16ToF32(view.getUint16(b * DTYPES[type].blockBytes + 2, true)));
+    for (let j = 0; j < 32; j++) s += Math.abs(xr[b * 32 + j]!) * (Math.abs(wd[b * 32 + j]!) + m);
+    s += m * Math.abs(f16ToF32(xq[b * 36 + 2]! | (xq[b * 36 + 3]! << 8)));
+  }
+  return s;
+}
+
+const tolerance = (type: LegacyType, w: Uint8Array, n: number, K: number, x: Float32Array): number => (K / 32 + 4) * U * magnitude(type, w, n, K, x);
+
+function put(be: Backend, dtype: DType, shape: number[], bytes: Uint8Array): Tensor {
+  const t = be.alloc(dtype, shape);
+  t.bytes.set(bytes);
+  return t;
+}
+
+/** out = x · wᵀ on `be` (x: f32 [M, K]; w: `type` bytes of N rows). */
+function matmulOn(be: Backend, type: LegacyType, x: Float32Array, w: Uint8Array, M: number, N: number, K: number): Float32Array {
+  const out = be.alloc('f32', [M, N]);
+  be.matmul(out, put(be, 'f32', [M, K], new Uint8Array(x.buffer, x.byteOffset, x.byteLength)), put(be, type, [N, K], w));
+  return new Float32Array(out.f32());
+}
+
+const ref = new ReferenceBackend();
+const variants = ['simd', 'relaxed'] as const;
+const backends = new Map<string, WasmBackend>();
+beforeAll(async () => {
+  for (const variant of variants) {
+    backends.set(`${variant}/1`, await createWasmBackend({ threads: 1, variant }));
+    backends.set(`${variant}/2`, await createWasmBackend({ threads: 2, variant, minParallelWork: 0 }));
+  }
+});
+afterAll(() => {
+  for (const be of backends.values()) be.dispose();
+});
+
+it('relaxed SIMD is enabled in this test process (both builds get tested)', () => {
+  expect(relaxedSupported()).toBe(true);
+});
+
+describe.each(ggml.cases.map((c) => [c.type, c] as const))('%s dot products against ggml_vec_dot', (type, c) => {
+  const { R, K, A } = ggml;
+  const check = (got: Float32Array, what: string): void => {
+    for (let a = 0; a < A; a++) {
+      for (let r = 0; r < R; r++) {
+        const want = c.dots[r * A + a]!;
+        const tol = tolerance(type, c.quantized, r, K, ggml.x.subarray(a * K, (a + 1) * K));
+        expect(Math.abs(got[a * R + r]! - want), `${what}: weight row ${r} · x row ${a}: ${got[a * R + r]} vs ${want}`).toBeLessThanOrEqual(tol);
+      }
+    }
+  };
+
+  it('the reference backend', () => {
+    check(matmulOn(ref, type, ggml.x, c.quantized, A, R, K), 'reference');
+    if (type !== 'q5_0') {
+      // dotQ8_1 straight on ggml's own Q8_1 activation bytes
+      for (let r = 0; r < R; r++) {
+        const got = dotQ8_1(type, c.quantized, r * byteSize(type, K), c.activations.subarray(0, c.xRowBytes), K);
+        expect(Math.abs(got - c.dots[r * A]!)).toBeLessThanOrEqual(tolerance(type, c.quantized, r, K, ggml.x.subarray(0, K)));
+      }
+    }
+  });
+
+  it.each(variants)('the wasm backend (%s)', (variant) => {
+    check(matmulOn(backends.get(`${variant}/1`)!, type, ggml.x, c.quantized, A, R, K), variant);
+  });
+});
+
+describe.each(TYPES)('%s wasm matmul against the reference', (type) => {
+  const cases: [number, number, number][] = [[1, 7, 32], [3, 13, 64], [9, 6, 96], [17, 5, 4096], [1, 9, 4096], [17, 11, 96], [4, 8, 128]];
+  it.each(cases)('M=%i N=%i K=%i: within tolerance, 1 and 2 threads and both builds the same bits', (M, N, K) => {
+    const seed = M * 1000003 + N * 1009 + K;
+    const x = randomValues(M * K, seed, 2);
+    const w = quantized(type, randomValues(N * K, seed + 1, 0.5));
+    const want = matmulOn(ref, type, x, w, M, N, K);
+    const first = matmulOn(backends.get('simd/1')!, type, x, w, M, N, K);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        const tol = tolerance(type, w, n, K, x.subarray(m * K, (m + 1) * K));
+        expect(Math.abs(first[m * N + n]! - want[m * N + n]!), `[${m}, ${n}]`).toBeLessThanOrEqual(tol);
+      }
+    }
+    for (const [name, be] of backends) expect(Buffer.from(matmulOn(be, type, x, w, M, N, K).buffer), name).toEqual(Buffer.from(first.buffer));
+    // a batch gives the bits of one row at a time
+    for (let m = 0; m < M; m++) {
+      const one = matmulOn(backends.get('relaxed/2')!, type, x.subarray(m * K, (m + 1) * K), w, 1, N, K);
+      expect(Buffer.from(one.buffer), `row ${m} alone`).toEqual(Buffer.from(first.slice(m * N, (m + 1) * N).buffer));
+    }
+  });
+
+  it('getRows decodes exactly as dequantize', () => {
+    const D = 96;
+    const rows = 6;
+    const table = randomValues(rows * D, 77, 3);
+    table.fill(0.25, 32, 64); // a constant block
+    const bytes = quantized(type, table);
+    const ids = [3, 0, 5, 3, 1];
+    const want = new Float32Array(ids.length * D);
+    ids.forEach((id, i) => dequantize(type, bytes, id * D, D, want, i * D));
+    for (const be of [ref, ...backends.values()] as Backend[]) {
+      const out = be.alloc('f32', [ids.length, D]);
+      be.getRows(out, put(be, type, [rows, D], bytes), ids);
+      expect(new Float32Array(out.f32())).toEqual(want);
     }
   });
 });

@@ -15,6 +15,7 @@ import os from 'node:os';
 import type { AttentionParams, Backend, RopeParams } from '../backend.js';
 import { RequestError } from '../../errors.js';
 import { byteSize, DTYPES, type DType } from '../../tensor/dtype.js';
+import { isLegacyType } from '../../tensor/quant-legacy.js';
 import { numel, Tensor, type Shape } from '../../tensor/tensor.js';
 import { WasmHeap } from './memory.js';
 import { chooseVariant, compileKernels, type WasmVariant, type WasmVariantOption } from './module.js';
@@ -40,6 +41,7 @@ export interface WasmBackendOptions {
 /** The kernels, in the order the pool indexes them. */
 export const KERNELS = [
   'matmul_f32', 'matmul_f16', 'matmul_bf16', 'matmul_q8_0', 'matmul_q4_0', 'round_f16', 'round_bf16', 'quantize_q8', 'pack_x2',
+  'matmul_q4_1', 'matmul_q5_0', 'matmul_q5_1', 'q8_1_sums',
   'attention', 'rmsnorm', 'rope', 'softmax', 'swiglu', 'gelu', 'add', 'mul', 'f32_to_f16',
 ] as const;
 type KernelName = (typeof KERNELS)[number];
@@ -51,6 +53,9 @@ interface KernelExports {
   bf16_to_f32(dst: number, src: number, n: number): void;
   q8_0_to_f32(dst: number, src: number, nb: number): void;
   q4_0_to_f32(dst: number, src: number, nb: number): void;
+  q4_1_to_f32(dst: number, src: number, nb: number): void;
+  q5_0_to_f32(dst: number, src: number, nb: number): void;
+  q5_1_to_f32(dst: number, src: number, nb: number): void;
 }
 
 /**
@@ -185,16 +190,20 @@ export class WasmBackend implements Backend {
     const wp = this.addr(w);
     const work = M * N * K;
     const prepWork = M * K * 8;
-    if (w.dtype === 'q8_0' || w.dtype === 'q4_0') {
-      // activations quantized to Q8_0 once, in the forms the kernels read
+    if (w.dtype === 'q8_0' || w.dtype === 'q4_0' || isLegacyType(w.dtype)) {
+      // activations quantized to Q8_0 once, in the forms the kernels read (+ Q8_1's s: sx)
       const blocks = (M * K) / 32;
-      const q16 = this.scratch(2 * align64(blocks * 64) + align64(blocks * 32) + 2 * align64(blocks * 4));
+      const q16 = this.scratch(2 * align64(blocks * 64) + align64(blocks * 32) + 3 * align64(blocks * 4));
       const eo = q16 + align64(blocks * 64);
       const q8 = eo + align64(blocks * 64);
       const d = q8 + align64(blocks * 32);
       const s = d + align64(blocks * 4);
+      const sx = s + align64(blocks * 4);
       this.run('quantize_q8', [q16, q8, eo, d, s, xp, K], M, 1, prepWork);
-      if (w.dtype === 'q8_0') this.run('matmul_q8_0', [o, q16, q8, d, s, wp, M, N, K], N, 4, work);
+      if (isLegacyType(w.dtype)) {
+        if (w.dtype !== 'q5_0') this.run('q8_1_sums', [sx, s, xp, K], M, 1, prepWork);
+        this.run(`matmul_${w.dtype}` as const, [o, w.dtype === 'q4_1' ? eo : q16, q8, d, s, sx, wp, M, N, K], N, 4, work);
+      } else if (w.dtype === 'q8_0') this.run('matmul_q8_0', [o, q16, q8, d, s, wp, M, N, K], N, 4, work);
       else this.run('matmul_q4_0', [o, eo, q8, d, s, wp, M, N, K], N, 4, work);
       return;
     }
@@ -242,6 +251,15 @@ export class WasmBackend implements Backend {
           break;
         case 'q4_0':
           this.k.q4_0_to_f32(dst, src, D / 32);
+          break;
+        case 'q4_1':
+          this.k.q4_1_to_f32(dst, src, D / 32);
+          break;
+        case 'q5_0':
+          this.k.q5_0_to_f32(dst, src, D / 32);
+          break;
+        case 'q5_1':
+          this.k.q5_1_to_f32(dst, src, D / 32);
           break;
       }
     }
