@@ -7,8 +7,8 @@
  *   - 2-D tensors whose rows do not (stories260K's 172-wide ffn_down) fall back to F16.
  *
  * Metadata is copied with general.file_type set to the target. Quantized values use ggml's
- * rounding (src/tensor/quant.ts), so a Q8_0/Q4_0 file made from F32 weights is byte-identical to
- * llama-quantize's. The output is written atomically (temp file, then rename).
+ * rounding (src/tensor/quant.ts, quant-legacy.ts), so a Q8_0/Q4_0 file made from F32 weights is
+ * byte-identical to llama-quantize's, and Q4_1/Q5_0/Q5_1 blocks are ggml's reference quantizer's. The output is written atomically (temp file, then rename).
  */
 import { RequestError } from './errors.js';
 import { readGGUF, readTensorData, typedMetadata, type GGUFFile, type GGUFTensorInfo } from './formats/gguf.js';
@@ -17,7 +17,7 @@ import { byteSize, DTYPES, type DType } from './tensor/dtype.js';
 import { dequantize, encodeValues, GGUF_FILE_TYPE } from './tensor/quant.js';
 
 /** The types `quantize` writes. */
-export const QUANTIZE_TYPES = ['q8_0', 'q4_0', 'f16', 'f32'] as const;
+export const QUANTIZE_TYPES = ['q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'f16', 'f32'] as const;
 export type QuantizeType = (typeof QUANTIZE_TYPES)[number];
 
 export interface QuantizeOptions {

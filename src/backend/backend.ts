@@ -10,6 +10,8 @@
  * - f16 / bf16 weights: each activation row is rounded to f16 / bf16 first.
  * - q8_0 / q4_0 weights: each activation row is quantized to Q8_0 first (see tensor/quant.ts),
  *   then blocks are multiplied with integer dot products and scaled by both block scales.
+ * - q5_0 weights: the same, with Q8_0 activations. q4_1 / q5_1 weights (d·q + m): Q8_1
+ *   activations, and per block d_w·d_x·Σ q_w·q_x + m_w·s_x (see tensor/quant-legacy.ts).
  * - f16 KV cache: the query is rounded to f16 for Q·K, and the softmax weights are rounded to
  *   f16 before they multiply V.
  */
