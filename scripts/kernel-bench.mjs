@@ -84,13 +84,16 @@ function makeWeights(be, dtype, N, K) {
   if (dtype === 'f16') for (let i = 0; i < N * K; i++) view.setUint16(i * 2, 0x3000 + (i % 512), true);
   if (dtype === 'q8_0') for (let b = 0; b < (N * K) / 32; b++) view.setUint16(b * 34, 0x2000, true);
   if (dtype === 'q4_0') for (let b = 0; b < (N * K) / 32; b++) view.setUint16(b * 18, 0x2000, true);
+  // Q4_1 / Q5_0 / Q5_1: d (and m) at the start of 20 / 22 / 24-byte blocks
+  const legacyBytes = { q4_1: 20, q5_0: 22, q5_1: 24 }[dtype];
+  if (legacyBytes) for (let b = 0; b < (N * K) / 32; b++) view.setUint32(b * legacyBytes, dtype === 'q5_0' ? 0x2000 : 0x20002000, true);
   return w;
 }
 
 const cases = [
-  { M: 1, N: 32000, K: 288, dtypes: ['f32', 'f16', 'q8_0', 'q4_0'] },
-  { M: 1, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0'] },
-  { M: 128, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0'] },
+  { M: 1, N: 32000, K: 288, dtypes: ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1'] },
+  { M: 1, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1'] },
+  { M: 128, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1'] },
 ];
 
 console.log(`node ${process.version}, ${os.cpus()[0]?.model}, ${os.availableParallelism()} cores`);
