@@ -4,3 +4,4 @@
 export { matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, matmul_q4_0, round_f16, round_bf16, quantize_q8, pack_x2 } from './matmul';
 export { attention, attention_scratch_bytes } from './attention';
 export { rmsnorm, rope, softmax, swiglu, gelu, add, mul, f32_to_f16, f16_to_f32, bf16_to_f32, q8_0_to_f32, q4_0_to_f32 } from './elementwise';
+export { f32_to_q8_0 } from './kv-q8';

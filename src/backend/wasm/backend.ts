@@ -41,6 +41,7 @@ export interface WasmBackendOptions {
 export const KERNELS = [
   'matmul_f32', 'matmul_f16', 'matmul_bf16', 'matmul_q8_0', 'matmul_q4_0', 'round_f16', 'round_bf16', 'quantize_q8', 'pack_x2',
   'attention', 'rmsnorm', 'rope', 'softmax', 'swiglu', 'gelu', 'add', 'mul', 'f32_to_f16',
+  'f32_to_q8_0',
 ] as const;
 type KernelName = (typeof KERNELS)[number];
 const OP = Object.fromEntries(KERNELS.map((name, i) => [name, i])) as Record<KernelName, number>;
@@ -62,6 +63,9 @@ const MIN_PARALLEL_WORK = 1 << 17;
 const FEW_ROWS = 8;
 
 const align64 = (n: number): number => Math.ceil(n / 64) * 64;
+
+/** The attention kernel's cache kind argument (assembly/attention.ts): 0 f32, 1 f16, 2 q8_0. */
+const cacheKind = (dtype: DType): number => (dtype === 'q8_0' ? 2 : dtype === 'f16' ? 1 : 0);
 
 export class WasmBackend implements Backend {
   readonly name = 'wasm' as const;
@@ -309,6 +313,10 @@ export class WasmBackend implements Backend {
       this.heap.copy(d, s, src.numel * 4);
       return;
     }
+    if (dst.dtype === 'q8_0') {
+      this.run('f32_to_q8_0', [d, s], src.numel / 32, 1, src.numel * 4);
+      return;
+    }
     this.run('f32_to_f16', [d, s], src.numel, 64, src.numel * 2);
   }
 
@@ -320,7 +328,7 @@ export class WasmBackend implements Backend {
     const s = this.scratch(this.threads * stride);
     const args = [
       this.addr(out), this.addr(q), this.addr(k), this.addr(v), p.nHead, p.nKvHead, p.headDim, p.pos, p.scale,
-      k.dtype === 'f16' ? 1 : 0, M, rowBlock, s, stride,
+      cacheKind(k.dtype), M, rowBlock, s, stride,
     ];
     const work = M * p.nHead * (p.pos + M) * p.headDim * 2;
     this.run('attention', args, Math.ceil(M / rowBlock) * p.nHead, 1, work);
