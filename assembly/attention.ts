@@ -281,7 +281,7 @@ export function attention_scratch_bytes(headDim: i32, rowBlock: i32, maxKeys: i3
   const row = vec * 4 + TILE * 2 + keys; // attendRow: q, q·2^112, acc, saved acc, weights, weights·2^112, scores
   const block = rowBlock * (2 * vec + 2 + keys) + 2 * TILE * vec + TILE; // attendBlock
   const nb = (headDim + 62) >> 5; // most Q8_0 blocks a head can span
-  const q8 = rowBlock * (nb * 17 + vec + 2) + (TILE + 1) * nb * 32 + TILE; // attendQ8
+  const q8 = rowBlock * (nb * 49 + 2) + (TILE + 1) * nb * 32 + TILE; // attendQ8
   return max(max(row, block), q8) * 4;
 }
 
@@ -547,8 +547,8 @@ export function attention_scratch_bytes(headDim: i32, rowBlock: i32, maxKeys: i3
 // blocks its KV head spans, zeros elsewhere, and quantized there: Q·K is a sum over those blocks
 // of an exact integer dot product times d_k·d_q (exact in f32), added in f32 block by block as
 // the q8_0 matmul does. Nothing there is a float multiply-add, so both builds give the same
-// scores. Values are dequantized (exactly) once per tile into f32 rows the block's query rows
-// share; the softmax and the V sums are the f32 cache's.
+// scores. The softmax and the V sums are the f32 cache's, over values dequantized exactly (d·q):
+// in registers when decoding, once per tile into f32 rows shared by a prompt block's rows.
 
 /** [q·k0, .., q·k3] for four keys rowBytes apart, over nb blocks; lane j is exactly dotQ8(key j). */
 // @ts-ignore: decorator
@@ -612,13 +612,62 @@ export function attention_scratch_bytes(headDim: i32, rowBlock: i32, maxKeys: i3
 }
 
 /**
+ * acc[0..nb·32) += Σ_j p_j · v_j over the tile's n value rows read as Q8_0 blocks (rowBytes
+ * apart, from the head's first block): each value is converted exactly (d·q) in registers and
+ * multiplied in as accumulateV does with rows widened to f32, key by key, so both give the same
+ * bits. The accumulator spans the head's whole blocks; finish reads the head's part.
+ */
+// @ts-ignore: decorator
+@inline function accumulateVQ8(acc: usize, probs: usize, v: usize, rowBytes: usize, n: i32, nb: i32): void {
+  for (let b = 0; b < nb; b++) {
+    const ap = acc + (<usize>b << 7);
+    let a0 = v128.load(ap);
+    let a1 = v128.load(ap, 16);
+    let a2 = v128.load(ap, 32);
+    let a3 = v128.load(ap, 48);
+    let a4 = v128.load(ap, 64);
+    let a5 = v128.load(ap, 80);
+    let a6 = v128.load(ap, 96);
+    let a7 = v128.load(ap, 112);
+    let vp = v + <usize>b * 34;
+    for (let j = 0; j < n; j++) {
+      const p = v128.load32_splat(probs + (<usize>j << 2));
+      const d = f16x4(i32x4.splat(<i32>load<i16>(vp)));
+      const lo = v128.load(vp, 2);
+      const hi = v128.load(vp, 18);
+      let h = i16x8.extend_low_i8x16_s(lo);
+      a0 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h))), a0);
+      a1 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h))), a1);
+      h = i16x8.extend_high_i8x16_s(lo);
+      a2 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h))), a2);
+      a3 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h))), a3);
+      h = i16x8.extend_low_i8x16_s(hi);
+      a4 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h))), a4);
+      a5 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h))), a5);
+      h = i16x8.extend_high_i8x16_s(hi);
+      a6 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h))), a6);
+      a7 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h))), a7);
+      vp += rowBytes;
+    }
+    v128.store(ap, a0);
+    v128.store(ap, a1, 16);
+    v128.store(ap, a2, 32);
+    v128.store(ap, a3, 48);
+    v128.store(ap, a4, 64);
+    v128.store(ap, a5, 80);
+    v128.store(ap, a6, 96);
+    v128.store(ap, a7, 112);
+  }
+}
+
+/**
  * Rows [r0, r1) of head h over a q8_0 cache. Per row: the query quantized on the head's block
- * grid, then one pass of the online softmax over tiles of keys (the f32 cache's arithmetic).
+ * grid, then one pass of the online softmax over tiles of keys (the f32 cache's arithmetic), the
+ * V sums kept for the head's whole blocks.
  * Each row's arithmetic is the same whatever the block, so a prompt row equals the row decoded
  * alone, and any thread split gives the same bits.
  */
 function attendQ8(out: usize, q: usize, k: usize, v: usize, nHead: i32, nKvHead: i32, headDim: i32, pos: i32, scale: f32, buf: usize, r0: i32, r1: i32, h: i32): void {
-  const vec = <usize>((headDim + 7) & ~7) << 2;
   const rows = <usize>(r1 - r0);
   const rowBytes = <usize>((nKvHead * headDim) >> 5) * 34;
   const start = (h / (nHead / nKvHead)) * headDim; // the head's first value in a cache row
@@ -626,12 +675,13 @@ function attendQ8(out: usize, q: usize, k: usize, v: usize, nHead: i32, nKvHead:
   const lead = start - (first << 5); // values of the first block before the head
   const nb = (lead + headDim + 31) >> 5; // blocks the head spans
   const gridBytes = <usize>nb << 7; // those blocks as f32
-  // scratch: per row the quantized query (32 × i16 per block) and its block scales, acc, running
-  // maximum and sum; the query laid over the grid; the tile's values as f32 grid rows; weights
+  // scratch: per row the quantized query (32 × i16 per block) and its block scales, acc (over the
+  // grid), running maximum and sum; the query laid over the grid; the tile's values as f32 grid
+  // rows (prompt blocks: converted once for all rows); weights
   const qqs = buf;
   const qds = qqs + rows * (<usize>nb << 6);
   const accs = qds + rows * (<usize>nb << 2);
-  const maxes = accs + rows * vec;
+  const maxes = accs + rows * gridBytes;
   const sums = maxes + (rows << 2);
   const grid = sums + (rows << 2);
   const vWide = grid + gridBytes;
@@ -645,7 +695,7 @@ function attendQ8(out: usize, q: usize, k: usize, v: usize, nHead: i32, nKvHead:
     const qq = qqs + i * (<usize>nb << 6);
     const qd = qds + i * (<usize>nb << 2);
     for (let b = 0; b < nb; b++) store<f32>(qd + (<usize>b << 2), quantizeBlockQ8(grid + (<usize>b << 7), 0, qq + (<usize>b << 6)));
-    memory.fill(accs + i * vec, 0, vec);
+    memory.fill(accs + i * gridBytes, 0, gridBytes);
     store<f32>(maxes + (i << 2), -Infinity);
     store<f32>(sums + (i << 2), 0);
   }
@@ -653,12 +703,13 @@ function attendQ8(out: usize, q: usize, k: usize, v: usize, nHead: i32, nKvHead:
   for (let t0 = 0; t0 < nKvMax; t0 += TILE) {
     const n = min(TILE, nKvMax - t0);
     const kTile = kHead + <usize>t0 * rowBytes;
-    for (let j = 0; j < n; j++) q8_0_to_f32(vWide + <usize>j * gridBytes, vHead + <usize>(t0 + j) * rowBytes, nb);
+    const vTile = vHead + <usize>t0 * rowBytes;
+    if (rows > 1) for (let j = 0; j < n; j++) q8_0_to_f32(vWide + <usize>j * gridBytes, vTile + <usize>j * rowBytes, nb);
     for (let r = r0; r < r1; r++) {
       const i = <usize>(r - r0);
       const nr = min(n, pos + r + 1 - t0);
       if (nr <= 0) continue;
-      const acc = accs + i * vec;
+      const acc = accs + i * gridBytes;
       const tileMax = tileScoresQ8(probs, qqs + i * (<usize>nb << 6), qds + i * (<usize>nb << 2), kTile, rowBytes, nr, nb, scale);
       const runMax = load<f32>(maxes + (i << 2));
       let runSum = load<f32>(sums + (i << 2));
@@ -666,16 +717,17 @@ function attendQ8(out: usize, q: usize, k: usize, v: usize, nHead: i32, nKvHead:
       if (newMax > runMax && runSum != 0) {
         const c = expf(runMax - newMax);
         runSum *= c;
-        rescale(acc, vec, c);
+        rescale(acc, gridBytes, c);
       }
       store<f32>(maxes + (i << 2), newMax);
       runSum += expInPlace(probs, nr, newMax);
-      accumulateV<f32>(acc, probs, 0, vWide + (<usize>lead << 2), gridBytes, nr, headDim, false);
+      if (rows > 1) accumulateV<f32>(acc, probs, 0, vWide, gridBytes, nr, nb << 5, false);
+      else accumulateVQ8(acc, probs, vTile, rowBytes, nr, nb);
       store<f32>(sums + (i << 2), runSum);
     }
   }
   for (let r = r0; r < r1; r++) {
     const i = <usize>(r - r0);
-    finish(out + (<usize>(r * nHead + h) * headDim << 2), accs + i * vec, load<f32>(sums + (i << 2)), headDim);
+    finish(out + (<usize>(r * nHead + h) * headDim << 2), accs + i * gridBytes + (<usize>lead << 2), load<f32>(sums + (i << 2)), headDim);
   }
 }
