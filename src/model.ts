@@ -13,9 +13,9 @@ import { speculativeStream, type PromptLookupOptions, type SpeculativeStats } fr
 import { checkStops, StopMatcher } from './generation/stop.js';
 import type { TokenConstraint } from './generation/constraint.js';
 import { grammarConstraint, JSON_OBJECT_GBNF, jsonSchemaToGbnf, regexToGbnf } from './generation/grammar/index.js';
-import { loadLlamaWeights, modelConfig, modelTokenizer, openModelFile, type ModelFile } from './loader.js';
+import { checkModelFits, loadLlamaWeights, modelConfig, modelTokenizer, openModelFile, type ModelFile } from './loader.js';
 import { kvDim, LlamaModel, type LlamaConfig } from './models/llama.js';
-import { checkCacheType, type CacheType, type KVCache } from './nn/kv-cache.js';
+import { checkCacheType, kvCacheBytes, type CacheType, type KVCache } from './nn/kv-cache.js';
 import type { EncodeOptions, StreamDecoder, Tokenizer } from './tokenizers/index.js';
 import { applyChatTemplate, type ApplyChatTemplateOptions, type ChatMessage } from './tokenizers/chat-template.js';
 
@@ -181,6 +181,8 @@ export async function loadModel(path: string = DEFAULT_MODEL_PATH, opts: LoadOpt
   }
   const backend = await createBackend({ backend: opts.backend, threads: opts.threads });
   try {
+    const kv = { bytes: kvCacheBytes(cacheType, config.block_count, contextLength, kvDim(config)), what: `the ${cacheType} KV cache of ${contextLength} positions` };
+    checkModelFits(backend, file, config, kv);
     const weights = loadLlamaWeights(backend, file, config, opts.onProgress);
     const net = new LlamaModel(backend, config, weights, { cacheType, contextLength, maxBatch: batchSize });
     return new Model(path, file, net, tokenizer, backend);

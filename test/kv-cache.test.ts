@@ -23,7 +23,7 @@ import type { AttentionParams, Backend } from '../src/backend/backend.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { createWasmBackend, type WasmBackend } from '../src/backend/wasm/backend.js';
 import { relaxedSupported } from '../src/backend/wasm/module.js';
-import { RequestError } from '../src/errors.js';
+import { RequestError, ResourceError } from '../src/errors.js';
 import { loadModel } from '../src/index.js';
 import { initConfig } from '../src/init.js';
 import { kvDim } from '../src/models/llama.js';
@@ -286,5 +286,17 @@ describe('cache sizes and errors', () => {
     expect((err as RequestError).message).toMatch(/^cacheType: q8_0 .*llama-2-tiny-random\.gguf has KV rows of 8 values/);
     expect(() => new KVCache(ref, 1, 4, 24, 'q8_0')).toThrow(RequestError);
     await expect(loadModel(undefined, { cacheType: 'q4_0' as 'q8_0' })).rejects.toThrow(/cacheType: must be f32, f16, q8_0, got q4_0/);
+  });
+
+  it('weights and KV cache beyond wasm32\'s 4 GiB fail before any weight is read, naming the file, sizes and limit', async () => {
+    // 10^8 positions of stories260K's f16 cache: 2 × 5 layers × 10^8 × 32 values × 2 bytes = 59.6 GiB
+    let progress = 0;
+    const err = await loadModel(undefined, { contextLength: 100_000_000, threads: 1, onProgress: () => progress++ }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResourceError);
+    expect((err as ResourceError).code).toBe('model_too_large');
+    expect((err as ResourceError).message).toMatch(
+      /stories260K\.gguf: the file is 1\.1 MiB; its weights \(1\.1 MiB\) and the f16 KV cache of 100000000 positions \(59\.60 GiB\) need 59\.61 GiB, over the 4\.00 GiB the wasm backend can address/,
+    );
+    expect(progress).toBe(0);
   });
 });

@@ -52,6 +52,8 @@ export interface AttentionParams {
 export interface Backend {
   readonly name: BackendName;
   readonly threads: number;
+  /** Most bytes of tensors this backend can hold (wasm32: 4 GiB; Infinity where only the machine limits it). */
+  readonly memoryLimit: number;
 
   /** A zero-filled tensor in this backend's memory. */
   alloc(dtype: DType, shape: Shape): Tensor;

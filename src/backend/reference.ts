@@ -31,6 +31,7 @@ export function prepareActivations(dtype: DType, x: Float32Array): Float32Array 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference' as const;
   readonly threads = 1;
+  readonly memoryLimit = Infinity;
 
   alloc(dtype: DType, shape: Shape): Tensor {
     return new Tensor(dtype, shape, new Uint8Array(byteSize(dtype, numel(shape))));

@@ -16,7 +16,7 @@ import type { AttentionParams, Backend, RopeParams } from '../backend.js';
 import { RequestError } from '../../errors.js';
 import { byteSize, DTYPES, type DType } from '../../tensor/dtype.js';
 import { numel, Tensor, type Shape } from '../../tensor/tensor.js';
-import { WasmHeap } from './memory.js';
+import { MAX_BYTES, WasmHeap } from './memory.js';
 import { chooseVariant, compileKernels, type WasmVariant, type WasmVariantOption } from './module.js';
 import { ThreadPool } from './pool.js';
 import { wasmApi } from './wasm-api.js';
@@ -69,6 +69,7 @@ const cacheKind = (dtype: DType): number => (dtype === 'q8_0' ? 2 : dtype === 'f
 
 export class WasmBackend implements Backend {
   readonly name = 'wasm' as const;
+  readonly memoryLimit = MAX_BYTES;
   private readonly live = new Map<number, Tensor>();
   private scratchAddr = 0;
   private scratchSize = 0;
