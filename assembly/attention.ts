@@ -14,7 +14,11 @@
 // which one turns up is redone with the exact conversion.
 //
 // The cache type is a compile-time parameter: T = f32 for an f32 cache, i16 for an f16 one.
-import { expf, expf4, f16HasInfNan, f16InfNanMax, f16x4, f16x8Scaled, hsum, hsum4, load1, loadF16x4, madd, roundF16x4, store1 } from './simd';
+// A q8_0 cache has its own loop (attendQ8, at the end): integer Q·K, the f32 cache's softmax.
+import { q8_0_to_f32 } from './elementwise';
+import { quantizeBlockQ8 } from './kv-q8';
+import { blockQ8, scales4 } from './matmul';
+import { expf, expf4, f16, f16HasInfNan, f16InfNanMax, f16x4, f16x8Scaled, hsum, hsum4, hsum4i, hsumi, load1, loadF16x4, madd, roundF16x4, store1 } from './simd';
 
 const TILE: i32 = 32;
 const TWO_112: f32 = reinterpret<f32>(0x77800000);
@@ -239,8 +243,8 @@ let seen: v128 = i32x4(0, 0, 0, 0);
 
 /**
  * Work items [u0, u1) are (block of query rows, head) pairs u = block · nHead + head, blocks of
- * rowBlock rows. q, out: [M, nHead·headDim] f32; k, v: [ctx, nKvHead·headDim] f32 (half = 0) or
- * f16 (half = 1). Query row r sits at position pos + r and sees cache rows 0..pos+r.
+ * rowBlock rows. q, out: [M, nHead·headDim] f32; k, v: [ctx, nKvHead·headDim] f32 (kind = 0),
+ * f16 (kind = 1) or q8_0 (kind = 2). Query row r sits at position pos + r and sees cache rows 0..pos+r.
  * scratch + tid · scratchStride is this thread's scratch (attention_scratch_bytes).
  *
  * rowBlock = 1 (decoding) reads the cache directly, converting f16 on the fly. Larger blocks
@@ -248,13 +252,16 @@ let seen: v128 = i32x4(0, 0, 0, 0);
  * it; each row's arithmetic is the same either way, so a prompt row equals the same row decoded
  * alone.
  */
-export function attention(out: usize, q: usize, k: usize, v: usize, nHead: i32, nKvHead: i32, headDim: i32, pos: i32, scale: f32, half: i32, M: i32, rowBlock: i32, scratch: usize, scratchStride: i32, u0: i32, u1: i32, tid: i32): void {
+export function attention(out: usize, q: usize, k: usize, v: usize, nHead: i32, nKvHead: i32, headDim: i32, pos: i32, scale: f32, kind: i32, M: i32, rowBlock: i32, scratch: usize, scratchStride: i32, u0: i32, u1: i32, tid: i32): void {
   const buf = scratch + <usize>tid * scratchStride;
+  const half = kind == 1;
   for (let u = u0; u < u1; u++) {
     const h = u % nHead;
     const r0 = (u / nHead) * rowBlock;
     const r1 = min(M, r0 + rowBlock);
-    if (rowBlock == 1) {
+    if (kind == 2) {
+      attendQ8(out, q, k, v, nHead, nKvHead, headDim, pos, scale, buf, r0, r1, h);
+    } else if (rowBlock == 1) {
       if (half) attendRow<i16>(out, q, k, v, nHead, nKvHead, headDim, pos, scale, buf, r0, h);
       else attendRow<f32>(out, q, k, v, nHead, nKvHead, headDim, pos, scale, buf, r0, h);
     } else {
@@ -273,7 +280,9 @@ export function attention_scratch_bytes(headDim: i32, rowBlock: i32, maxKeys: i3
   const keys = (maxKeys + 3) & ~3;
   const row = vec * 4 + TILE * 2 + keys; // attendRow: q, q·2^112, acc, saved acc, weights, weights·2^112, scores
   const block = rowBlock * (2 * vec + 2 + keys) + 2 * TILE * vec + TILE; // attendBlock
-  return max(row, block) * 4;
+  const nb = (headDim + 62) >> 5; // most Q8_0 blocks a head can span
+  const q8 = rowBlock * (nb * 49 + 2) + (TILE + 1) * nb * 32 + TILE; // attendQ8
+  return max(max(row, block), q8) * 4;
 }
 
 /** Round a query row to f16 into dst, and dstScaled = dst · 2^112 (f16 cache); or use it as is. */
@@ -529,5 +538,196 @@ export function attention_scratch_bytes(headDim: i32, rowBlock: i32, maxKeys: i3
     for (; i < headDim; i++) store1(dst + (<usize>i << 2), f16x4(i32x4.splat(<i32>load<i16>(src + (<usize>i << 1)))));
     dst += vec;
     src += stride;
+  }
+}
+
+// ---- q8_0 cache --------------------------------------------------------------------------------
+// Keys and values are Q8_0 blocks along each cache row (34 bytes per 32 values). A head need not
+// start on a block (with headDim 8 four heads share one), so the query head is laid over the
+// blocks its KV head spans, zeros elsewhere, and quantized there: Q·K is a sum over those blocks
+// of an exact integer dot product times d_k·d_q (exact in f32), added in f32 block by block as
+// the q8_0 matmul does. Nothing there is a float multiply-add, so both builds give the same
+// scores. The softmax and the V sums are the f32 cache's, over values dequantized exactly (d·q):
+// in registers when decoding, once per tile into f32 rows shared by a prompt block's rows.
+
+/** [q·k0, .., q·k3] for four keys rowBytes apart, over nb blocks; lane j is exactly dotQ8(key j). */
+// @ts-ignore: decorator
+@inline function dotQ8x4(qq: usize, qd: usize, k: usize, rowBytes: usize, nb: i32): v128 {
+  let k0 = k;
+  let k1 = k0 + rowBytes;
+  let k2 = k1 + rowBytes;
+  let k3 = k2 + rowBytes;
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const x0 = v128.load(qq);
+    const x1 = v128.load(qq, 16);
+    const x2 = v128.load(qq, 32);
+    const x3 = v128.load(qq, 48);
+    const isum = f32x4.convert_i32x4_s(hsum4i(blockQ8(k0, x0, x1, x2, x3), blockQ8(k1, x0, x1, x2, x3), blockQ8(k2, x0, x1, x2, x3), blockQ8(k3, x0, x1, x2, x3)));
+    acc = f32x4.add(acc, f32x4.mul(isum, f32x4.mul(scales4(k0, k1, k2, k3), v128.load32_splat(qd))));
+    k0 += 34;
+    k1 += 34;
+    k2 += 34;
+    k3 += 34;
+    qq += 64;
+    qd += 4;
+  }
+  return acc;
+}
+
+/** q·k for one key: Σ over nb blocks of isum · (d_k · d_q), in f32. */
+// @ts-ignore: decorator
+@inline function dotQ8(qq: usize, qd: usize, k: usize, nb: i32): f32 {
+  let acc: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const t = blockQ8(k, v128.load(qq), v128.load(qq, 16), v128.load(qq, 32), v128.load(qq, 48));
+    acc += <f32>hsumi(t) * (f16(load<u16>(k)) * load<f32>(qd));
+    k += 34;
+    qq += 64;
+    qd += 4;
+  }
+  return acc;
+}
+
+/** Scores of the tile's n keys (rowBytes apart) times scale into probs; returns their maximum. */
+// @ts-ignore: decorator
+@inline function tileScoresQ8(probs: usize, qq: usize, qd: usize, k: usize, rowBytes: usize, n: i32, nb: i32, scale: f32): f32 {
+  let maxv = f32x4.splat(-Infinity);
+  const scalev = f32x4.splat(scale);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const s = f32x4.mul(dotQ8x4(qq, qd, k, rowBytes, nb), scalev);
+    v128.store(probs + (<usize>j << 2), s);
+    maxv = f32x4.max(maxv, s);
+    k += rowBytes << 2;
+  }
+  let m = max(max(f32x4.extract_lane(maxv, 0), f32x4.extract_lane(maxv, 1)), max(f32x4.extract_lane(maxv, 2), f32x4.extract_lane(maxv, 3)));
+  for (; j < n; j++) {
+    const s = dotQ8(qq, qd, k, nb) * scale;
+    store<f32>(probs + (<usize>j << 2), s);
+    m = max(m, s);
+    k += rowBytes;
+  }
+  return m;
+}
+
+/**
+ * acc[0..nb·32) += Σ_j p_j · v_j over the tile's n value rows read as Q8_0 blocks (rowBytes
+ * apart, from the head's first block): each value is converted exactly (d·q) in registers and
+ * multiplied in as accumulateV does with rows widened to f32, key by key, so both give the same
+ * bits. The accumulator spans the head's whole blocks; finish reads the head's part.
+ */
+// @ts-ignore: decorator
+@inline function accumulateVQ8(acc: usize, probs: usize, v: usize, rowBytes: usize, n: i32, nb: i32): void {
+  for (let b = 0; b < nb; b++) {
+    const ap = acc + (<usize>b << 7);
+    let a0 = v128.load(ap);
+    let a1 = v128.load(ap, 16);
+    let a2 = v128.load(ap, 32);
+    let a3 = v128.load(ap, 48);
+    let a4 = v128.load(ap, 64);
+    let a5 = v128.load(ap, 80);
+    let a6 = v128.load(ap, 96);
+    let a7 = v128.load(ap, 112);
+    let vp = v + <usize>b * 34;
+    for (let j = 0; j < n; j++) {
+      const p = v128.load32_splat(probs + (<usize>j << 2));
+      const d = f16x4(i32x4.splat(<i32>load<i16>(vp)));
+      const lo = v128.load(vp, 2);
+      const hi = v128.load(vp, 18);
+      let h = i16x8.extend_low_i8x16_s(lo);
+      a0 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h))), a0);
+      a1 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h))), a1);
+      h = i16x8.extend_high_i8x16_s(lo);
+      a2 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h))), a2);
+      a3 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h))), a3);
+      h = i16x8.extend_low_i8x16_s(hi);
+      a4 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h))), a4);
+      a5 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h))), a5);
+      h = i16x8.extend_high_i8x16_s(hi);
+      a6 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h))), a6);
+      a7 = madd(p, f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h))), a7);
+      vp += rowBytes;
+    }
+    v128.store(ap, a0);
+    v128.store(ap, a1, 16);
+    v128.store(ap, a2, 32);
+    v128.store(ap, a3, 48);
+    v128.store(ap, a4, 64);
+    v128.store(ap, a5, 80);
+    v128.store(ap, a6, 96);
+    v128.store(ap, a7, 112);
+  }
+}
+
+/**
+ * Rows [r0, r1) of head h over a q8_0 cache. Per row: the query quantized on the head's block
+ * grid, then one pass of the online softmax over tiles of keys (the f32 cache's arithmetic), the
+ * V sums kept for the head's whole blocks.
+ * Each row's arithmetic is the same whatever the block, so a prompt row equals the row decoded
+ * alone, and any thread split gives the same bits.
+ */
+function attendQ8(out: usize, q: usize, k: usize, v: usize, nHead: i32, nKvHead: i32, headDim: i32, pos: i32, scale: f32, buf: usize, r0: i32, r1: i32, h: i32): void {
+  const rows = <usize>(r1 - r0);
+  const rowBytes = <usize>((nKvHead * headDim) >> 5) * 34;
+  const start = (h / (nHead / nKvHead)) * headDim; // the head's first value in a cache row
+  const first = start >> 5;
+  const lead = start - (first << 5); // values of the first block before the head
+  const nb = (lead + headDim + 31) >> 5; // blocks the head spans
+  const gridBytes = <usize>nb << 7; // those blocks as f32
+  // scratch: per row the quantized query (32 × i16 per block) and its block scales, acc (over the
+  // grid), running maximum and sum; the query laid over the grid; the tile's values as f32 grid
+  // rows (prompt blocks: converted once for all rows); weights
+  const qqs = buf;
+  const qds = qqs + rows * (<usize>nb << 6);
+  const accs = qds + rows * (<usize>nb << 2);
+  const maxes = accs + rows * gridBytes;
+  const sums = maxes + (rows << 2);
+  const grid = sums + (rows << 2);
+  const vWide = grid + gridBytes;
+  const probs = vWide + <usize>TILE * gridBytes;
+  const kHead = k + <usize>first * 34;
+  const vHead = v + <usize>first * 34;
+  for (let r = r0; r < r1; r++) {
+    const i = <usize>(r - r0);
+    memory.fill(grid, 0, gridBytes);
+    memory.copy(grid + (<usize>lead << 2), q + (<usize>(r * nHead + h) * headDim << 2), <usize>headDim << 2);
+    const qq = qqs + i * (<usize>nb << 6);
+    const qd = qds + i * (<usize>nb << 2);
+    for (let b = 0; b < nb; b++) store<f32>(qd + (<usize>b << 2), quantizeBlockQ8(grid + (<usize>b << 7), 0, qq + (<usize>b << 6)));
+    memory.fill(accs + i * gridBytes, 0, gridBytes);
+    store<f32>(maxes + (i << 2), -Infinity);
+    store<f32>(sums + (i << 2), 0);
+  }
+  const nKvMax = pos + r1;
+  for (let t0 = 0; t0 < nKvMax; t0 += TILE) {
+    const n = min(TILE, nKvMax - t0);
+    const kTile = kHead + <usize>t0 * rowBytes;
+    const vTile = vHead + <usize>t0 * rowBytes;
+    if (rows > 1) for (let j = 0; j < n; j++) q8_0_to_f32(vWide + <usize>j * gridBytes, vTile + <usize>j * rowBytes, nb);
+    for (let r = r0; r < r1; r++) {
+      const i = <usize>(r - r0);
+      const nr = min(n, pos + r + 1 - t0);
+      if (nr <= 0) continue;
+      const acc = accs + i * gridBytes;
+      const tileMax = tileScoresQ8(probs, qqs + i * (<usize>nb << 6), qds + i * (<usize>nb << 2), kTile, rowBytes, nr, nb, scale);
+      const runMax = load<f32>(maxes + (i << 2));
+      let runSum = load<f32>(sums + (i << 2));
+      const newMax = max(runMax, tileMax);
+      if (newMax > runMax && runSum != 0) {
+        const c = expf(runMax - newMax);
+        runSum *= c;
+        rescale(acc, gridBytes, c);
+      }
+      store<f32>(maxes + (i << 2), newMax);
+      runSum += expInPlace(probs, nr, newMax);
+      if (rows > 1) accumulateV<f32>(acc, probs, 0, vWide, gridBytes, nr, nb << 5, false);
+      else accumulateVQ8(acc, probs, vTile, rowBytes, nr, nb);
+      store<f32>(sums + (i << 2), runSum);
+    }
+  }
+  for (let r = r0; r < r1; r++) {
+    const i = <usize>(r - r0);
+    finish(out + (<usize>(r * nHead + h) * headDim << 2), accs + i * gridBytes + (<usize>lead << 2), load<f32>(sums + (i << 2)), headDim);
   }
 }

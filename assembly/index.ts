@@ -5,3 +5,4 @@ export { matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, matmul_q4_0, round_f1
 export { matmul_q4_1, matmul_q5_0, matmul_q5_1, q8_1_sums, q4_1_to_f32, q5_0_to_f32, q5_1_to_f32 } from './matmul-legacy';
 export { attention, attention_scratch_bytes } from './attention';
 export { rmsnorm, rope, softmax, swiglu, gelu, add, mul, f32_to_f16, f16_to_f32, bf16_to_f32, q8_0_to_f32, q4_0_to_f32 } from './elementwise';
+export { f32_to_q8_0 } from './kv-q8';

@@ -540,7 +540,7 @@ export function quantize_q8(q16: usize, q8: usize, eo: usize, d: usize, s: usize
 
 /** round-half-even(f32(x · id)) for four lanes, with the product in f64 as the reference takes it. */
 // @ts-ignore: decorator
-@inline function quant4(x: v128, id: v128): v128 {
+@inline export function quant4(x: v128, id: v128): v128 {
   const lo = f32x4.demote_f64x2_zero(f64x2.mul(f64x2.promote_low_f32x4(x), id));
   const hi = f32x4.demote_f64x2_zero(f64x2.mul(f64x2.promote_low_f32x4(v128.shuffle<f32>(x, x, 2, 3, 0, 1)), id));
   return i32x4.trunc_sat_f32x4_s(f32x4.nearest(v128.shuffle<i64>(lo, hi, 0, 2)));
@@ -550,7 +550,7 @@ export function quantize_q8(q16: usize, q8: usize, eo: usize, d: usize, s: usize
 
 /** Integer partial sums (4 lanes) of one Q8_0 weight block (32 × i8 after a 2-byte scale) · x. */
 // @ts-ignore: decorator
-@inline function blockQ8(wb: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+@inline export function blockQ8(wb: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const a = v128.load(wb, 2);
   const b = v128.load(wb, 18);
   let t = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), x0);
@@ -591,7 +591,7 @@ export function quantize_q8(q16: usize, q8: usize, eo: usize, d: usize, s: usize
 
 /** The four rows' f16 block scales (at w0..w3) as f32 lanes. */
 // @ts-ignore: decorator
-@inline function scales4(w0: usize, w1: usize, w2: usize, w3: usize): v128 {
+@inline export function scales4(w0: usize, w1: usize, w2: usize, w3: usize): v128 {
   let v = v128.load16_lane(w0, i32x4.splat(0), 0);
   v = v128.load16_lane(w1, v, 1);
   v = v128.load16_lane(w2, v, 2);

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Backend } from './backend/backend.js';
-import { FormatError, ModelError } from './errors.js';
+import { FormatError, ModelError, ResourceError } from './errors.js';
 import { GGUF_MAGIC, readGGUF, readTensorData, type GGUFFile, type GGUFTensorInfo } from './formats/gguf.js';
 import { readLlama2c, type Llama2cFile } from './formats/llama2c.js';
 import { llamaConfigFromGGUF, llamaConfigFromLlama2c, llamaTensorShapes, type LlamaConfig, type LlamaWeights } from './models/llama.js';
@@ -60,6 +60,33 @@ export function modelTokenizer(model: ModelFile, tokenizerPath?: string): Tokeni
   return tokenizerFromVocab(readLlama2cTokenizer(found, vocabSize));
 }
 
+/** The tensors a model loads (output.weight only where the file has one: else it is tied), checked against the config. */
+function wantedTensors(model: ModelFile, config: LlamaConfig): Map<string, GGUFTensorInfo> {
+  const expected = llamaTensorShapes(config);
+  const infos = new Map(model.tensors.map((t) => [t.name, t]));
+  const wanted = [...expected.keys()].filter((name) => name !== 'output.weight' || infos.has(name));
+  for (const name of wanted) checkTensor(model.path, infos.get(name), name, expected.get(name)!);
+  return new Map(wanted.map((name) => [name, infos.get(name)!]));
+}
+
+const size = (bytes: number): string => (bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`);
+
+/**
+ * Fail before any weight is read when the weights and `also` (the KV cache) cannot fit in the
+ * backend's memory: the wasm backend addresses 4 GiB at most (wasm32), so an F32 model of 1B
+ * parameters cannot load there. The error names the file, its size and the limit.
+ */
+export function checkModelFits(be: Backend, model: ModelFile, config: LlamaConfig, also: { bytes: number; what: string }): void {
+  const weights = [...wantedTensors(model, config).values()].reduce((sum, t) => sum + t.byteLength, 0);
+  if (weights + also.bytes <= be.memoryLimit) return;
+  throw new ResourceError(
+    'model_too_large',
+    `${model.path}: the file is ${size(model.fileSize)}; its weights (${size(weights)}) and ${also.what} (${size(also.bytes)}) need ` +
+      `${size(weights + also.bytes)}, over the ${size(be.memoryLimit)} the ${be.name} backend can address (wasm32 memory is limited to 4 GiB). ` +
+      'Use a quantized file (smallmind quantize --type q8_0 or q4_0) or a shorter context',
+  );
+}
+
 /** Check each tensor against the config and read it into backend memory. */
 export function loadLlamaWeights(
   be: Backend,
@@ -67,17 +94,13 @@ export function loadLlamaWeights(
   config: LlamaConfig,
   onProgress?: (loadedBytes: number, totalBytes: number) => void,
 ): LlamaWeights {
-  const expected = llamaTensorShapes(config);
-  const infos = new Map(model.tensors.map((t) => [t.name, t]));
-  const wanted = [...expected.keys()].filter((name) => name !== 'output.weight' || infos.has(name));
-  for (const name of wanted) checkTensor(model.path, infos.get(name), name, expected.get(name)!);
-  const total = wanted.reduce((sum, name) => sum + infos.get(name)!.byteLength, 0);
+  const tensors = wantedTensors(model, config);
+  const total = [...tensors.values()].reduce((sum, t) => sum + t.byteLength, 0);
 
   const loaded = new Map<string, Tensor>();
   let done = 0;
   try {
-    for (const name of wanted) {
-      const info = infos.get(name)!;
+    for (const [name, info] of tensors) {
       const tensor = be.alloc(info.dtype!, info.shape);
       loaded.set(name, tensor);
       readTensorData(model.file, info, tensor.bytes);

@@ -83,7 +83,7 @@ describe('generate', () => {
     expect(JSON.parse(notNumber.stdout).error.message).toContain("'--temp <t>' argument 'warm' is invalid");
     const cache = await run(['generate', 'hi', '--cache-type', 'q2']);
     expect(cache.code).toBe(2);
-    expect(cache.stderr).toContain("option '--cache-type <type>' argument 'q2' is invalid. Allowed choices are f32, f16.");
+    expect(cache.stderr).toContain("option '--cache-type <type>' argument 'q2' is invalid. Allowed choices are f32, f16, q8_0.");
     const topP = await run(['generate', 'hi', '--top-p', '1.5']);
     expect(topP.stderr).toContain("'--top-p <p>' argument '1.5' is invalid");
     const unknown = await run(['generate', '--temperature', '1']);

@@ -14,6 +14,15 @@
  *   activations, and per block d_w·d_x·Σ q_w·q_x + m_w·s_x (see tensor/quant-legacy.ts).
  * - f16 KV cache: the query is rounded to f16 for Q·K, and the softmax weights are rounded to
  *   f16 before they multiply V.
+ * - q8_0 KV cache (llama.cpp `-ctk q8_0 -ctv q8_0`, which runs ggml's flash-attention kernel):
+ *   each cache row (nKvHead·headDim values) is stored as Q8_0 blocks of 32 along the row,
+ *   quantized with the activation quantizer (scale amax/127 stored as f16, round-half-even).
+ *   For Q·K the query head is quantized with the same quantizer in blocks that line up with the
+ *   key row's blocks (its values laid over the blocks its KV head spans, zeros elsewhere, which
+ *   is ggml's per-head quantization whenever headDim is a multiple of 32); each block gives an
+ *   exact integer dot product times d_k·d_q, summed in f32. The softmax is the f32 cache's
+ *   (unnormalised f32 weights exp(s − max), nothing rounded to f16); V rows are dequantized to
+ *   f32 (d·q, exact) and accumulated in f32, then divided by the sum.
  */
 import type { DType } from '../tensor/dtype.js';
 import type { Shape, Tensor } from '../tensor/tensor.js';
@@ -45,6 +54,8 @@ export interface AttentionParams {
 export interface Backend {
   readonly name: BackendName;
   readonly threads: number;
+  /** Most bytes of tensors this backend can hold (wasm32: 4 GiB; Infinity where only the machine limits it). */
+  readonly memoryLimit: number;
 
   /** A zero-filled tensor in this backend's memory. */
   alloc(dtype: DType, shape: Shape): Tensor;
@@ -71,11 +82,11 @@ export interface Backend {
   add(out: Tensor, a: Tensor, b: Tensor): void;
   /** out = a · b, element-wise (same shapes). */
   mul(out: Tensor, a: Tensor, b: Tensor): void;
-  /** Write the f32 rows of src into dst (f32 or f16) starting at row `start` (KV cache writes). */
+  /** Write the f32 rows of src into dst (f32, f16 or q8_0) starting at row `start` (KV cache writes). */
   setRows(dst: Tensor, start: number, src: Tensor): void;
   /**
-   * Causal attention of q [M, nHead·headDim] over the cache k, v [ctx, nKvHead·headDim] (f32 or
-   * f16), into out [M, nHead·headDim]. A tiled online softmax: no M × ctx score matrix is formed.
+   * Causal attention of q [M, nHead·headDim] over the cache k, v [ctx, nKvHead·headDim] (f32, f16
+   * or q8_0), into out [M, nHead·headDim]. A tiled online softmax: no M × ctx score matrix is formed.
    */
   attention(out: Tensor, q: Tensor, k: Tensor, v: Tensor, params: AttentionParams): void;
 }

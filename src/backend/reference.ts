@@ -36,6 +36,7 @@ export function prepareActivations(dtype: DType, x: Float32Array): Float32Array 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference' as const;
   readonly threads = 1;
+  readonly memoryLimit = Infinity;
 
   alloc(dtype: DType, shape: Shape): Tensor {
     return new Tensor(dtype, shape, new Uint8Array(byteSize(dtype, numel(shape))));
@@ -156,6 +157,11 @@ export class ReferenceBackend implements Backend {
       dst.rows(start, src.rowCount).f32().set(s);
       return;
     }
+    if (dst.dtype === 'q8_0') {
+      // ggml's set_rows quantizes with the type's run-time quantizer: the activation one
+      quantizeQ8_0(s, s.length, dst.rows(start, src.rowCount).bytes, true);
+      return;
+    }
     const view = new DataView(dst.bytes.buffer, dst.bytes.byteOffset + start * dst.rowBytes);
     for (let i = 0; i < s.length; i++) view.setUint16(i * 2, f32ToF16(s[i]!), true);
   }
@@ -178,12 +184,10 @@ export class ReferenceBackend implements Backend {
       for (let h = 0; h < nHead; h++) {
         const qOff = r * nHead * headDim + h * headDim;
         const kvOff = Math.floor(h / group) * headDim;
+        const qh = headQuery(k.dtype, qs.subarray(qOff, qOff + headDim), kvOff);
         for (let t = 0; t < nKv; t++) {
           let dot = 0;
-          for (let i = 0; i < headDim; i++) {
-            const qv = half ? roundF16(qs[qOff + i]!) : qs[qOff + i]!;
-            dot += qv * keys[t * kvWidth + kvOff + i]!;
-          }
+          for (let i = 0; i < headDim; i++) dot += qh[i]! * keys[t * kvWidth + kvOff + i]!;
           scores[t] = dot * p.scale;
         }
         const probs = scores.subarray(0, nKv);
@@ -196,6 +200,26 @@ export class ReferenceBackend implements Backend {
       }
     }
   }
+}
+
+/**
+ * A query head as Q·K sees it with a `cache`-typed key cache whose head starts at value kvOff of
+ * the row: rounded to f16 (f16 cache), or (q8_0 cache) quantized with the activation quantizer
+ * on the key row's block grid (laid over the blocks the head spans, zeros elsewhere) and
+ * dequantized, so that Σ q·k over the head is Σ over blocks of d_q·d_k·(integer dot product).
+ */
+function headQuery(cache: DType, q: Float32Array, kvOff: number): Float32Array {
+  if (cache === 'f16') return q.map(roundF16);
+  if (cache !== 'q8_0') return q;
+  const first = Math.floor(kvOff / 32);
+  const lead = kvOff - first * 32;
+  const grid = new Float32Array(Math.ceil((lead + q.length) / 32) * 32);
+  grid.set(q, lead);
+  const blocks = new Uint8Array(byteSize('q8_0', grid.length));
+  quantizeQ8_0(grid, grid.length, blocks, true);
+  const out = new Float32Array(q.length);
+  dequantize('q8_0', blocks, lead, q.length, out);
+  return out;
 }
 
 function softmaxInPlace(row: Float32Array): void {

@@ -90,7 +90,7 @@ export function mul(be: Backend, out: Tensor, a: Tensor, b: Tensor): void {
 /** Write src's rows into dst at row `start` (f32 → f32 or f16). */
 export function setRows(be: Backend, dst: Tensor, start: number, src: Tensor): void {
   expectF32('setRows', src);
-  if (dst.dtype !== 'f32' && dst.dtype !== 'f16') fail('setRows', `destination dtype ${dst.dtype} is not f32 or f16`);
+  if (dst.dtype !== 'f32' && dst.dtype !== 'f16' && dst.dtype !== 'q8_0') fail('setRows', `destination dtype ${dst.dtype} is not f32, f16 or q8_0`);
   if (src.rowLength !== dst.rowLength) fail('setRows', `row length ${src.rowLength} vs ${dst.rowLength}`);
   if (start < 0 || start + src.rowCount > dst.rowCount) {
     fail('setRows', `rows ${start}..${start + src.rowCount} out of range for ${dst.rowCount}`);

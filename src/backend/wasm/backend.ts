@@ -17,7 +17,7 @@ import { RequestError } from '../../errors.js';
 import { byteSize, DTYPES, type DType } from '../../tensor/dtype.js';
 import { isLegacyType } from '../../tensor/quant-legacy.js';
 import { numel, Tensor, type Shape } from '../../tensor/tensor.js';
-import { WasmHeap } from './memory.js';
+import { MAX_BYTES, WasmHeap } from './memory.js';
 import { chooseVariant, compileKernels, type WasmVariant, type WasmVariantOption } from './module.js';
 import { ThreadPool } from './pool.js';
 import { wasmApi } from './wasm-api.js';
@@ -43,6 +43,7 @@ export const KERNELS = [
   'matmul_f32', 'matmul_f16', 'matmul_bf16', 'matmul_q8_0', 'matmul_q4_0', 'round_f16', 'round_bf16', 'quantize_q8', 'pack_x2',
   'matmul_q4_1', 'matmul_q5_0', 'matmul_q5_1', 'q8_1_sums',
   'attention', 'rmsnorm', 'rope', 'softmax', 'swiglu', 'gelu', 'add', 'mul', 'f32_to_f16',
+  'f32_to_q8_0',
 ] as const;
 type KernelName = (typeof KERNELS)[number];
 const OP = Object.fromEntries(KERNELS.map((name, i) => [name, i])) as Record<KernelName, number>;
@@ -68,8 +69,12 @@ const FEW_ROWS = 8;
 
 const align64 = (n: number): number => Math.ceil(n / 64) * 64;
 
+/** The attention kernel's cache kind argument (assembly/attention.ts): 0 f32, 1 f16, 2 q8_0. */
+const cacheKind = (dtype: DType): number => (dtype === 'q8_0' ? 2 : dtype === 'f16' ? 1 : 0);
+
 export class WasmBackend implements Backend {
   readonly name = 'wasm' as const;
+  readonly memoryLimit = MAX_BYTES;
   private readonly live = new Map<number, Tensor>();
   private scratchAddr = 0;
   private scratchSize = 0;
@@ -327,6 +332,10 @@ export class WasmBackend implements Backend {
       this.heap.copy(d, s, src.numel * 4);
       return;
     }
+    if (dst.dtype === 'q8_0') {
+      this.run('f32_to_q8_0', [d, s], src.numel / 32, 1, src.numel * 4);
+      return;
+    }
     this.run('f32_to_f16', [d, s], src.numel, 64, src.numel * 2);
   }
 
@@ -338,7 +347,7 @@ export class WasmBackend implements Backend {
     const s = this.scratch(this.threads * stride);
     const args = [
       this.addr(out), this.addr(q), this.addr(k), this.addr(v), p.nHead, p.nKvHead, p.headDim, p.pos, p.scale,
-      k.dtype === 'f16' ? 1 : 0, M, rowBlock, s, stride,
+      cacheKind(k.dtype), M, rowBlock, s, stride,
     ];
     const work = M * p.nHead * (p.pos + M) * p.headDim * 2;
     this.run('attention', args, Math.ceil(M / rowBlock) * p.nHead, 1, work);

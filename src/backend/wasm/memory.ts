@@ -16,6 +16,8 @@ import { wasmApi, type WasmMemory } from './wasm-api.js';
 
 const PAGE = 65536;
 export const MAX_PAGES = 65536;
+/** The most bytes a wasm32 memory can have: 4 GiB. */
+export const MAX_BYTES = MAX_PAGES * PAGE;
 const ALIGN = 64;
 /** Addresses below this are never handed out, so a 0 pointer is always a bug. */
 const BASE = 1024;
