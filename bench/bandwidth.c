@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
   }
   int threads = atoi(argv[1]);
   size_t mib = argc > 2 ? (size_t)atol(argv[2]) : default_buffer_mib();
-  passes = argc > 3 ? atoi(argv[3]) : 5;
+  passes = argc > 3 ? atoi(argv[3]) : 10;
   if (threads < 1 || threads > 256 || mib < 1 || passes < 1) {
     fprintf(stderr, "bandwidth: bad arguments\n");
     return 2;
