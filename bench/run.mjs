@@ -103,10 +103,9 @@ const report = {
     method: 'alternating child processes; each loads, warms up once, times one prefill (one batch) and n single-token decodes; medians over rounds; ' +
       'weight bytes per token = all 2-D weight tensors (token_embd only when it is also the classifier)',
   },
-  elapsed_s: 0,
+  elapsed_s: Math.round((performance.now() - startedAt) / 1000),
   results,
 };
-report.elapsed_s = Math.round((performance.now() - startedAt) / 1000);
 const markdown = markdownReport(report);
 console.log(`\n${markdown}`);
 console.log(`whole run: ${(report.elapsed_s / 60).toFixed(1)} min`);
