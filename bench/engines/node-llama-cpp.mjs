@@ -8,8 +8,24 @@
  * one single-token decode plus a greedy sample: the lowest-overhead per-token path the library
  * offers, comparable to our forward() returning logits.
  * argv[2]: JSON {model, threads, p, n, inner, tokens, flashAttention}; prints one JSON line.
+ * argv[2] = --info: prints the versions and llama.cpp's system info string (its CPU features,
+ * e.g. whether the loaded CPU variant uses AMX_INT8) instead.
  */
+import fs from 'node:fs';
 import { getLlama } from 'node-llama-cpp';
+
+if (process.argv[2] === '--info') {
+  const llama = await getLlama({ build: 'never', gpu: false, logLevel: 'error' });
+  const pkg = JSON.parse(fs.readFileSync(new URL('../node_modules/node-llama-cpp/package.json', import.meta.url), 'utf8'));
+  console.log(JSON.stringify({
+    version: pkg.version,
+    llamaCpp: llama.llamaCppRelease,
+    buildType: llama.buildType,
+    systemInfo: llama.systemInfo.trim(),
+  }));
+  await llama.dispose();
+  process.exit(0);
+}
 
 const { model: modelPath, threads, p, n, inner, tokens, flashAttention } = JSON.parse(process.argv[2]);
 
