@@ -26,7 +26,7 @@ import { describeIoError } from './formats/file.js';
 import { GGUF_MAGIC, readGGUF, type GGUFFile } from './formats/gguf.js';
 import { loadLlamaWeights, modelConfig, modelTokenizer, type ModelFile } from './loader.js';
 import { LlamaModel, type LlamaWeights } from './models/llama.js';
-import { convertTensor, tensorValues, writeQuantized, type QuantizeOptions, type QuantizeResult, type QuantizeType } from './quantize.js';
+import { convertTensor, targetType, tensorValues, writeQuantized, type QuantizeOptions, type QuantizeResult, type QuantizeType } from './quantize.js';
 import type { DType } from './tensor/dtype.js';
 import { encodeValues } from './tensor/quant.js';
 import { f16ToF32, f32ToF16 } from './tensor/f16.js';
@@ -394,7 +394,7 @@ export class HessianRecorder implements Backend {
  * first of them (recording it alone adds each input row once). `layer` is the block index, or the
  * block count for the classifier.
  */
-interface InputGroup {
+export interface InputGroup {
   layer: number;
   watched: Tensor;
   tensors: { name: string; tensor: Tensor }[];
@@ -566,8 +566,8 @@ export async function gptqQuantizeModel(opts: GptqQuantizeOptions): Promise<Gptq
 
   const model: ModelFile = { format: 'gguf', path: opts.input, fileSize: file.fileSize, file, tensors: file.tensors };
   const calibrator = await Calibrator.open(model, text, { windowTokens, threads: opts.threads ?? os.availableParallelism() });
-  const quantizer = new TensorQuantizer(file, grid, dampening);
-  let hessians: Map<string, Float64Array>;
+  const quantizer = new TensorQuantizer(file, opts.type, grid, dampening);
+  let hessians = new Map<string, Float64Array>(); // for the writer (one-pass mode)
   let passes: number;
   const calibStart = performance.now();
   try {
@@ -576,15 +576,15 @@ export async function gptqQuantizeModel(opts: GptqQuantizeOptions): Promise<Gptq
     let done = 0;
     const onWindow = (): void => opts.onCalibrationProgress?.(++done * windowTokens, passes * calibrator.tokens);
     if (opts.sequential) {
-      hessians = new Map();
       for (const layer of new Set(layers)) {
         const groups = calibrator.groups.filter((g) => g.layer === layer);
-        for (const [name, h] of calibrator.run(groups, onWindow)) hessians.set(name, h);
+        const layerHessians = calibrator.run(groups, onWindow);
         // Quantize this layer now, and let the next passes run through its quantized weights.
         for (const { name, tensor } of groups.flatMap((g) => g.tensors)) {
-          const values = quantizer.quantize(name, hessians.get(name)!)?.values;
+          const values = quantizer.quantize(name, layerHessians.get(name)!)?.values;
           if (values) calibrator.replace(tensor, values);
         }
+        quantizer.release(); // only one layer's Hessians are held at a time
       }
     } else {
       hessians = calibrator.run(calibrator.groups, onWindow);
@@ -596,9 +596,10 @@ export async function gptqQuantizeModel(opts: GptqQuantizeOptions): Promise<Gptq
 
   // In one-pass mode GPTQ runs here, tensor by tensor as the writer asks (sequential: already done).
   const result = writeQuantized(file, opts, (info, dtype) => {
+    const done = quantizer.bytes.get(info.name);
+    if (done) return done;
     const hessian = hessians.get(info.name);
-    if (!hessian || dtype !== grid.dtype) return convertTensor(file, info, dtype);
-    return quantizer.bytes.get(info.name) ?? quantizer.quantize(info.name, hessian)!.bytes;
+    return (hessian && quantizer.quantize(info.name, hessian)?.bytes) ?? convertTensor(file, info, dtype);
   });
   return {
     ...result,
@@ -620,12 +621,17 @@ class TensorQuantizer {
   seconds = 0;
   private readonly prepared = new Map<Float64Array, PreparedHessian>();
 
-  constructor(private readonly file: GGUFFile, private readonly grid: BlockGrid, private readonly dampening: number) {}
+  constructor(
+    private readonly file: GGUFFile,
+    private readonly type: QuantizeType,
+    private readonly grid: BlockGrid,
+    private readonly dampening: number,
+  ) {}
 
-  /** The tensor's GPTQ result, or undefined when it does not take the grid's type. */
+  /** The tensor's GPTQ result, or undefined when the RTN rules give it another type than the grid's. */
   quantize(name: string, hessian: Float64Array): GptqMatrixResult | undefined {
     const info = this.file.tensor(name);
-    if (!info || info.shape.length !== 2 || info.shape[1]! % this.grid.blockSize !== 0) return undefined;
+    if (!info || targetType(info, this.type) !== this.grid.dtype) return undefined;
     const start = performance.now();
     let prepared = this.prepared.get(hessian);
     if (!prepared) {
@@ -637,6 +643,11 @@ class TensorQuantizer {
     this.bytes.set(name, result.bytes);
     this.seconds += (performance.now() - start) / 1000;
     return result;
+  }
+
+  /** Forget the prepared Hessians (their tensors are done). */
+  release(): void {
+    this.prepared.clear();
   }
 }
 

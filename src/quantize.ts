@@ -101,7 +101,7 @@ export function writeQuantized(
 }
 
 /** The type a tensor is written in: 1-D stays f32; rows that do not split into blocks fall back to f16. */
-function targetType(info: GGUFTensorInfo, type: QuantizeType): DType {
+export function targetType(info: GGUFTensorInfo, type: QuantizeType): DType {
   if (info.shape.length === 1) return 'f32';
   const rowLength = info.shape[info.shape.length - 1]!;
   return rowLength % DTYPES[type].blockSize === 0 ? type : 'f16';

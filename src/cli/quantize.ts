@@ -12,7 +12,7 @@ interface QuantizeFlags {
   method: 'rtn' | 'gptq';
   calib?: string;
   calibCtx?: number;
-  damp: number;
+  damp?: number;
   groupSize?: number;
   sequential?: boolean;
   threads: number;
@@ -28,9 +28,9 @@ export function quantizeCommand(io: CliIO): Command {
     .addOption(new Option('--method <method>', 'rtn: round to nearest (as llama-quantize); gptq: calibrated, error-compensating (q4_0, q8_0)').choices(['rtn', 'gptq']).default('rtn'))
     .addOption(new Option('--calib <file>', 'gptq: calibration text (like the text the model will see; not your evaluation text)'))
     .addOption(new Option('--calib-ctx <n>', 'gptq: tokens per calibration window, BOS included (default: 256, at most the model\'s context)').argParser(integerIn(2)))
-    .addOption(new Option('--damp <x>', 'gptq: dampening added to the Hessian\'s diagonal, as a fraction of its mean').argParser(numberIn(0, 1, true)).default(0.01))
+    .addOption(new Option('--damp <x>', 'gptq: dampening added to the Hessian\'s diagonal, as a fraction of its mean (default 0.01)').argParser(numberIn(0, 1, true)))
     .addOption(new Option('--group-size <n>', 'gptq: values per scale; fixed by the type (32 for q4_0 and q8_0)').argParser(integerIn(1)))
-    .addOption(new Option('--sequential', 'gptq: calibrate layer by layer through the already-quantized layers (one pass per layer; slower, usually better)'))
+    .addOption(new Option('--sequential', 'gptq: calibrate layer by layer through the already-quantized layers (one pass per layer; slower, often better)'))
     .addOption(new Option('-t, --threads <n>', 'gptq: threads for the calibration passes').argParser(integerIn(1, 256)).default(os.availableParallelism()))
     .addOption(jsonOption())
     .action(async (input: string, output: string, flags: QuantizeFlags) => {
@@ -51,7 +51,7 @@ export function quantizeCommand(io: CliIO): Command {
 }
 
 function runRtn(io: CliIO, input: string, output: string, flags: QuantizeFlags, mode: ProgressMode): QuantizeResult {
-  const gptqOnly = (['calib', 'calibCtx', 'groupSize', 'sequential'] as const).find((name) => flags[name] !== undefined);
+  const gptqOnly = (['calib', 'calibCtx', 'damp', 'groupSize', 'sequential'] as const).find((name) => flags[name] !== undefined);
   if (gptqOnly) throw new RequestError('gptq_option', `--${gptqOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, 'only applies with --method gptq');
   const progress = createProgress(`quantizing to ${flags.type}`, io.stderr, mode);
   try {
