@@ -153,8 +153,9 @@ export const GPTQ_GRIDS: Partial<Record<QuantizeType, BlockGrid>> = { q4_0: Q4_0
  * The upper-triangular U with Uᵀ·U = H⁻¹ (H symmetric positive definite, n × n, row-major),
  * or undefined when H is not positive definite.
  *
- * Row i of U holds what GPTQ needs when it quantizes column i: U[i][i]² is the remaining
- * variance of that column given the later ones, U[i][j>i] how its error spreads to them. Rather
+ * Row i of U holds what GPTQ needs when it quantizes column i: U[i][i]² is the i-th diagonal
+ * entry of the inverse of H restricted to columns i.. (the paper's [H_F⁻¹]_ii, by which the
+ * error is divided), and U[i][j>i] / U[i][i] how that error spreads to the later columns. Rather
  * than invert H and factor the inverse, factor H from the bottom-right corner as H = R·Rᵀ with R
  * upper triangular; then H⁻¹ = R⁻ᵀ·R⁻¹, so U = R⁻¹ (one factorization and one triangular inverse,
  * and no explicit inverse of a possibly ill-conditioned H).

@@ -100,10 +100,10 @@ describe('GPTQ on one matrix', () => {
     expect(errors[1]).toBeLessThan(0.5 * errors[0]!);
   });
 
-  it('lazy batches give the same result as applying every update at once', () => {
+  it('the lazy batch size changes only the order of the same updates', () => {
     const prepared = prepareHessian(h, cols);
-    const lazy = gptqQuantizeMatrix(w, rows, prepared, Q4_0_GRID, 64);
-    const eager = gptqQuantizeMatrix(w, rows, prepared, Q4_0_GRID, 32);
+    const lazy = gptqQuantizeMatrix(w, rows, prepared, Q4_0_GRID, 128);
+    const eager = gptqQuantizeMatrix(w, rows, prepared, Q4_0_GRID, 32); // one block at a time
     // Same arithmetic in a different order: values may differ in the last bits only, codes barely.
     let differing = 0;
     for (let i = 0; i < w.length; i++) if (lazy.values[i] !== eager.values[i]) differing++;
