@@ -19,6 +19,7 @@ export { readLlama2c } from './formats/llama2c.js';
 export { initModel, INIT_SHAPES } from './init.js';
 export { quantizeModel, QUANTIZE_TYPES } from './quantize.js';
 export type { QuantizeOptions, QuantizeResult, QuantizeType } from './quantize.js';
+export type { GptqQuantizeOptions, GptqQuantizeResult } from './gptq.js';
 export { loadTokenizer, tokenizerFromVocab, tokenizerFromGGUF, ggufVocab } from './tokenizers/index.js';
 export { tokenizerJsonFromVocab, tokenizerConfigFromVocab } from './tokenizers/hf-export.js';
 export { tokenizerFromHfJson } from './tokenizers/hf.js';
