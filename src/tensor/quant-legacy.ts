@@ -32,11 +32,6 @@ export function isLegacyType(dtype: DType): dtype is LegacyType {
   return dtype === 'q4_1' || dtype === 'q5_0' || dtype === 'q5_1';
 }
 
-/** The activation block type ggml quantizes x to before multiplying with weights of `dtype`. */
-export function activationType(dtype: LegacyType): 'q8_0' | 'q8_1' {
-  return dtype === 'q5_0' ? 'q8_0' : 'q8_1';
-}
-
 /** Byte offsets inside one block: of the min m (−1: none), of qh (−1: none), of the nibbles. */
 function layout(dtype: LegacyType): { m: number; qh: number; qs: number } {
   switch (dtype) {
