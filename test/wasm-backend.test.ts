@@ -73,6 +73,8 @@ function encode(dtype: DType, values: Float32Array): Uint8Array {
       quantizeQ4_0(values, n, out);
       return out;
     }
+    default:
+      throw new Error(`encode: ${dtype} is tested in quant-k.test.ts`);
   }
 }
 

@@ -4,8 +4,10 @@
  *   Q8_0: 32 values = f16 scale d + 32 × int8 q;         x = d·q            (34 bytes)
  *   Q4_0: 32 values = f16 scale d + 16 bytes of nibbles; x = d·(q − 8)      (18 bytes)
  *         byte j holds value j in its low nibble and value j+16 in its high nibble.
+ *   Q4_K, Q5_K, Q6_K: 256-value super-blocks with per-sub-block scales (layouts in quant-k.ts);
+ *   Q8_K: 256 × int8 + f32 scale + sums, the activations K-quant matmuls multiply with.
  */
-export type DType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
+export type DType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k' | 'q8_k';
 
 export interface DTypeInfo {
   readonly name: DType;
@@ -22,6 +24,10 @@ export const DTYPES: Readonly<Record<DType, DTypeInfo>> = {
   f16: { name: 'f16', blockSize: 1, blockBytes: 2, ggmlType: 1 },
   q4_0: { name: 'q4_0', blockSize: 32, blockBytes: 18, ggmlType: 2 },
   q8_0: { name: 'q8_0', blockSize: 32, blockBytes: 34, ggmlType: 8 },
+  q4_k: { name: 'q4_k', blockSize: 256, blockBytes: 144, ggmlType: 12 },
+  q5_k: { name: 'q5_k', blockSize: 256, blockBytes: 176, ggmlType: 13 },
+  q6_k: { name: 'q6_k', blockSize: 256, blockBytes: 210, ggmlType: 14 },
+  q8_k: { name: 'q8_k', blockSize: 256, blockBytes: 292, ggmlType: 15 },
   bf16: { name: 'bf16', blockSize: 1, blockBytes: 2, ggmlType: 30 },
 };
 
