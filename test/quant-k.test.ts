@@ -1,9 +1,25 @@
 /**
  * K-quants (Q4_K, Q5_K, Q6_K, with Q8_K activations) against ggml itself: test/data/ggml-quant-k.bin
  * holds ggml's quantized bytes, dequantized values and dot products (see test/data/README.md).
+ * Then the wasm kernels against the reference backend and ggml, for both kernel builds.
+ *
+ * Tolerances, with u = 2^-24 and S = Σ_k |x_k|·(|d·sc·q_k| + |dmin·m|) over the Q8_K activations
+ * (Q6_K: Σ |x_k·d·sc·(q_k − 32)|), the magnitude of what the dot product adds up:
+ *   quantizers and dequantizers: exact (bytes and values equal to ggml's)
+ *   dot products and matmuls:   |Δ| ≤ (K/256 + 4)·u·S (exact integer sums per super-block, a few
+ *                               f32 roundings per block and one f32 add per block; ggml likewise)
+ *   getRows: exact
  */
+import v8 from 'node:v8';
+v8.setFlagsFromString('--experimental-wasm-relaxed-simd'); // Node 20: before anything compiles wasm
+
 import fs from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Backend } from '../src/backend/backend.js';
+import { ReferenceBackend } from '../src/backend/reference.js';
+import { createWasmBackend, type WasmBackend } from '../src/backend/wasm/backend.js';
+import { relaxedSupported } from '../src/backend/wasm/module.js';
+import type { Tensor } from '../src/tensor/tensor.js';
 import { DTYPES, dtypeFromGgml, type DType } from '../src/tensor/dtype.js';
 import { dequantize, encodeValues } from '../src/tensor/quant.js';
 import { f16ToF32 } from '../src/tensor/f16.js';
@@ -161,5 +177,137 @@ describe('K-quant dot products match ggml\'s vec_dot', () => {
       const tol = (d.K / 256 + 4) * U * dotMagnitude(d.dtype, d.w, r * rowBytes, xq, d.K / 256);
       expect(Math.abs(got - d.results[r]!)).toBeLessThanOrEqual(tol);
     }
+  });
+});
+
+// ---- 3. the wasm kernels against the reference and ggml ------------------------------------------
+
+/** mulberry32: a small seeded generator, so failures reproduce. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Seeded values in (−scale, scale) plus an offset, so mins matter. */
+function randomValues(n: number, seed: number, scale = 1, offset = 0): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale + offset;
+  return out;
+}
+
+function put(be: Backend, dtype: DType, shape: number[], bytes: Uint8Array): Tensor {
+  const t = be.alloc(dtype, shape);
+  t.bytes.set(bytes);
+  return t;
+}
+
+function encoded(dtype: DType, values: Float32Array): Uint8Array {
+  const out = new Uint8Array((values.length / DTYPES[dtype].blockSize) * DTYPES[dtype].blockBytes);
+  encodeValues(dtype, values, out);
+  return out;
+}
+
+const f32Bytes = (values: Float32Array): Uint8Array => new Uint8Array(values.slice().buffer);
+
+/** The magnitude S of each out[m, n] of x [M, K] · w [N, K] (see the header). */
+function matmulMagnitudes(dtype: KQuantType, x: Float32Array, w: Uint8Array, M: number, N: number, K: number): Float32Array {
+  const S = new Float32Array(M * N);
+  const xq = new Uint8Array((K / 256) * DTYPES.q8_k.blockBytes);
+  const rowBytes = (K / 256) * DTYPES[dtype].blockBytes;
+  for (let m = 0; m < M; m++) {
+    quantizeQ8_K(x.subarray(m * K, (m + 1) * K), K, xq);
+    for (let n = 0; n < N; n++) S[m * N + n] = dotMagnitude(dtype, w, n * rowBytes, xq, K / 256);
+  }
+  return S;
+}
+
+function expectWithin(got: Float32Array, want: ArrayLike<number>, tol: (i: number) => number, what: string): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < got.length; i++) {
+    if (!(Math.abs(got[i]! - want[i]!) <= tol(i))) throw new Error(`${what}: element ${i}: got ${got[i]}, want ${want[i]} (tolerance ${tol(i)})`);
+  }
+}
+
+const variants = ['simd', ...(relaxedSupported() ? ['relaxed' as const] : [])] as const;
+
+it('relaxed SIMD is enabled in this test process (both builds get tested)', () => {
+  expect(relaxedSupported()).toBe(true);
+});
+
+describe.each(variants)('wasm K-quant kernels (%s)', (variant) => {
+  const ref = new ReferenceBackend();
+  let one: WasmBackend;
+  let two: WasmBackend;
+  beforeAll(async () => {
+    one = await createWasmBackend({ threads: 1, variant });
+    two = await createWasmBackend({ threads: 2, variant, minParallelWork: 0 }); // split every call
+  });
+  afterAll(() => {
+    one.dispose();
+    two.dispose();
+  });
+
+  /** out = x · wᵀ on a backend. */
+  function matmulOn(be: Backend, dtype: DType, x: Float32Array, w: Uint8Array, M: number, N: number, K: number): Float32Array {
+    const out = be.alloc('f32', [M, N]);
+    be.matmul(out, put(be, 'f32', [M, K], f32Bytes(x)), put(be, dtype, [N, K], w));
+    return new Float32Array(out.f32());
+  }
+
+  const cases: [number, number, number][] = [
+    [1, 1, 256], [1, 7, 512], [1, 13, 2048], [1, 8, 256], [3, 5, 256], [3, 4, 2048], [9, 6, 512], [17, 9, 256], [17, 3, 512],
+  ];
+  describe.each(K_TYPES)('%s', (dtype) => {
+    it.each(cases)('matmul M=%i N=%i K=%i: within tolerance of the reference; 1 and 2 threads give the same bits', (M, N, K) => {
+      const seed = M * 1000003 + N * 1009 + K;
+      const x = randomValues(M * K, seed, 2);
+      const wValues = randomValues(N * K, seed + 1, 0.05, 0.01);
+      wValues.fill(0, 0, Math.min(K, wValues.length) / 2); // a zero half row: d = dmin = 0 blocks
+      if (M > 1) x.fill(0, K, K + 256); // an all-zero activation block (Q8_K d = 0)
+      const w = encoded(dtype, wValues);
+      const want = matmulOn(ref, dtype, x, w, M, N, K);
+      const got = matmulOn(one, dtype, x, w, M, N, K);
+      const got2 = matmulOn(two, dtype, x, w, M, N, K);
+      expect(Buffer.compare(f32Bytes(got), f32Bytes(got2))).toBe(0);
+      const S = matmulMagnitudes(dtype, x, w, M, N, K);
+      expectWithin(got, want, (i) => (K / 256 + 4) * U * S[i]!, `${dtype} ${M}x${N}x${K}`);
+      // batch vs one row at a time: the same bits
+      const m = M - 1;
+      const single = matmulOn(one, dtype, x.subarray(m * K, (m + 1) * K), w, 1, N, K);
+      expect(Buffer.compare(f32Bytes(single), f32Bytes(got.subarray(m * N, (m + 1) * N)))).toBe(0);
+    });
+
+    it('getRows is exact', () => {
+      const D = 512;
+      const rows = 5;
+      const table = encoded(dtype, randomValues(rows * D, 99, 1, -0.2));
+      const ids = [3, 0, 4, 3, 1];
+      const want = ref.alloc('f32', [ids.length, D]);
+      ref.getRows(want, put(ref, dtype, [rows, D], table), ids);
+      for (const be of [one, two]) {
+        const out = be.alloc('f32', [ids.length, D]);
+        be.getRows(out, put(be, dtype, [rows, D], table), ids);
+        expect(new Float32Array(out.f32())).toEqual(new Float32Array(want.f32()));
+      }
+    });
+  });
+
+  it.each(reference.dots.map((d) => [`${d.dtype} K=${d.K}`, d] as const))('matmul matches ggml\'s vec_dot: %s', (_name, d) => {
+    const got = matmulOn(one, d.dtype, d.x, d.w, 1, d.rows, d.K);
+    const rowBytes = (d.K / 256) * DTYPES[d.dtype].blockBytes;
+    expectWithin(got, d.results, (r) => (d.K / 256 + 4) * U * dotMagnitude(d.dtype, d.w, r * rowBytes, d.xq, d.K / 256), `${d.dtype} vs ggml`);
+  });
+
+  it('refuses q8_k weights and tables (an activation type)', () => {
+    const w = put(one, 'q8_k', [1, 256], new Uint8Array(292));
+    expect(() => one.matmul(one.alloc('f32', [1, 1]), one.alloc('f32', [1, 256]), w)).toThrow(/q8_k/);
+    expect(() => one.getRows(one.alloc('f32', [1, 256]), w, [0])).toThrow(/q8_k/);
   });
 });
