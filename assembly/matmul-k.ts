@@ -108,24 +108,21 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
 
 // ---- scales ----------------------------------------------------------------------------------
 
-/** The 8 six-bit sub-block scales of a Q4_K/Q5_K block (12 scale bytes at s) as i16 lanes. */
+/**
+ * The 8 six-bit sub-block scales, then the 8 mins, of a Q4_K/Q5_K block (12 scale bytes at s) as
+ * u8 lanes. Bytes 0..3 hold sc0..3 in their low 6 bits, bytes 4..7 m0..3; bytes 8..11 hold the low
+ * 4 bits of sc4..7 (low nibbles) and m4..7 (high nibbles), whose top 2 bits are the top bits of
+ * bytes 0..3 and 4..7.
+ */
 // @ts-ignore: decorator
-@inline function scalesK(s: usize): v128 {
+@inline function scalesMinsK(s: usize): v128 {
   const a = load<u32>(s);
-  const c = load<u32>(s, 8);
-  const low = a & 0x3f3f3f3f; // sc0..3
-  const high = (c & 0x0f0f0f0f) | ((a >> 2) & 0x30303030); // sc4..7: low nibbles of bytes 8..11, top bits of bytes 0..3
-  return i16x8.extend_low_i8x16_u(i32x4.replace_lane(i32x4.splat(low), 1, high));
-}
-
-/** The 8 six-bit sub-block mins of a Q4_K/Q5_K block (12 scale bytes at s) as i16 lanes. */
-// @ts-ignore: decorator
-@inline function minsK(s: usize): v128 {
   const b = load<u32>(s, 4);
   const c = load<u32>(s, 8);
-  const low = b & 0x3f3f3f3f; // m0..3
-  const high = ((c >> 4) & 0x0f0f0f0f) | ((b >> 2) & 0x30303030); // m4..7: high nibbles of bytes 8..11, top bits of bytes 4..7
-  return i16x8.extend_low_i8x16_u(i32x4.replace_lane(i32x4.splat(low), 1, high));
+  let v = i32x4.splat(a & 0x3f3f3f3f);
+  v = i32x4.replace_lane(v, 1, (c & 0x0f0f0f0f) | ((a >> 2) & 0x30303030));
+  v = i32x4.replace_lane(v, 2, b & 0x3f3f3f3f);
+  return i32x4.replace_lane(v, 3, ((c >> 4) & 0x0f0f0f0f) | ((b >> 2) & 0x30303030));
 }
 
 /** Four f16 values (at p0..p3) as f32 lanes. */
@@ -149,21 +146,20 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
 /**
  * acc + the scaled sums of a 64-value chunk of Q4_K/Q5_K: sub-block A (values 0..31) and B (32..63),
  * with 4-bit quants in the low (A) and high (B) nibbles of the 32 bytes at q and, for Q5_K
- * (h != 0), their 5th bits in bits 0 (A) and 1 (B) of the 32 bytes at h after a shift right by
- * `shift`. x: the chunk's activations (relaxed: i8 in order; SIMD: i16 even/odd per 16).
+ * (five), their 5th bits in bits 0 (A) and 1 (B) of the 32 bytes at h after a shift right by
+ * `shift`. x: the chunk's activations (relaxed: i8 in order; SIMD: i16 even/odd per 16). s2: the
+ * two scales, A's in both i16 halves of i32 lane 0 and B's in lane 1 (see pairScales).
  */
 // @ts-ignore: decorator
-@inline function chunkQ45(acc: v128, q: usize, h: usize, shift: i32, five: bool, x: usize, sA: v128, sB: v128): v128 {
+@inline function chunkQ45(acc: v128, q: usize, h: usize, shift: i32, five: bool, x: usize, s2: v128, tmp: usize): v128 {
   const b0 = v128.load(q);
   const b1 = v128.load(q, 16);
-  let pA: v128;
-  let pB: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
     const m = i8x16.splat(0x0f);
     let a0 = v128.and(b0, m);
     let a1 = v128.and(b1, m);
-    let c0 = i8x16.shr_u(b0, 4);
-    let c1 = i8x16.shr_u(b1, 4);
+    let c0 = v128.and(i16x8.shr_u(b0, 4), m); // (i8x16.shr_u costs V8 a mask of its own)
+    let c1 = v128.and(i16x8.shr_u(b1, 4), m);
     if (five) {
       // move bit 0 (A) and bit 1 (B) of each shifted qh byte to bit 4; 16-bit shifts, then a byte mask
       const bit = i8x16.splat(0x10);
@@ -174,37 +170,67 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
       c0 = v128.or(c0, v128.and(i16x8.shl(h0, 3), bit));
       c1 = v128.or(c1, v128.and(i16x8.shl(h1, 3), bit));
     }
-    pA = i16x8.add(dot16(x, a0), dot16(x + 16, a1));
-    pB = i16x8.add(dot16(x + 32, c0), dot16(x + 48, c1));
+    const pA = i16x8.add(dot16(x, a0), dot16(x + 16, a1));
+    const pB = i16x8.add(dot16(x + 32, c0), dot16(x + 48, c1));
+    const sA = v128.shuffle<i32>(s2, s2, 0, 0, 0, 0);
+    const sB = v128.shuffle<i32>(s2, s2, 1, 1, 1, 1);
+    return i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(pA, sA), i32x4.dot_i16x8_s(pB, sB)));
   } else {
-    // 16-bit lane l holds bytes 2l and 2l+1: even value 2l in bits 0..3 (A) and 4..7 (B), odd value 2l+1 in bits 8..11 and 12..15
-    const m = i16x8.splat(0x0f);
-    let ae0 = v128.and(b0, m);
-    let ao0 = v128.and(i16x8.shr_u(b0, 8), m);
-    let be0 = v128.and(i16x8.shr_u(b0, 4), m);
-    let bo0 = i16x8.shr_u(b0, 12);
-    let ae1 = v128.and(b1, m);
-    let ao1 = v128.and(i16x8.shr_u(b1, 8), m);
-    let be1 = v128.and(i16x8.shr_u(b1, 4), m);
-    let bo1 = i16x8.shr_u(b1, 12);
+    // 16-bit lane l holds bytes 2l and 2l+1: even value 2l in bits 0..3 (A) and 4..7 (B), odd
+    // value 2l+1 in bits 8..11 (A) and 12..15 (B). Cut out by shift pairs rather than masks (V8
+    // materializes a v128 constant at each use). The 5th bits (Q5_K): even values' in bits 0 (A)
+    // and 1 (B) of the shifted qh lane, odd values' in bits 8 and 9.
+    const bit = i16x8.splat(0x10);
+    let h0 = i32x4.splat(0);
+    let h1 = h0;
     if (five) {
-      // the 5th bits: even values' in bits 0 (A), 1 (B) of the shifted lane, odd values' in bits 8, 9
-      const bit = i16x8.splat(0x10);
-      const h0 = i16x8.shr_u(v128.load(h), shift);
-      const h1 = i16x8.shr_u(v128.load(h, 16), shift);
-      ae0 = v128.or(ae0, v128.and(i16x8.shl(h0, 4), bit));
-      ao0 = v128.or(ao0, v128.and(i16x8.shr_u(h0, 4), bit));
-      be0 = v128.or(be0, v128.and(i16x8.shl(h0, 3), bit));
-      bo0 = v128.or(bo0, v128.and(i16x8.shr_u(h0, 5), bit));
-      ae1 = v128.or(ae1, v128.and(i16x8.shl(h1, 4), bit));
-      ao1 = v128.or(ao1, v128.and(i16x8.shr_u(h1, 4), bit));
-      be1 = v128.or(be1, v128.and(i16x8.shl(h1, 3), bit));
-      bo1 = v128.or(bo1, v128.and(i16x8.shr_u(h1, 5), bit));
+      h0 = i16x8.shr_u(v128.load(h), shift);
+      h1 = i16x8.shr_u(v128.load(h, 16), shift);
     }
-    pA = i16x8.add(i16x8.add(i16x8.mul(ae0, v128.load(x)), i16x8.mul(ao0, v128.load(x, 16))), i16x8.add(i16x8.mul(ae1, v128.load(x, 32)), i16x8.mul(ao1, v128.load(x, 48))));
-    pB = i16x8.add(i16x8.add(i16x8.mul(be0, v128.load(x, 64)), i16x8.mul(bo0, v128.load(x, 80))), i16x8.add(i16x8.mul(be1, v128.load(x, 96)), i16x8.mul(bo1, v128.load(x, 112))));
+    let e0 = nibble(b0, 0);
+    let o0 = nibble(b0, 8);
+    let e1 = nibble(b1, 0);
+    let o1 = nibble(b1, 8);
+    if (five) {
+      e0 = v128.or(e0, v128.and(i16x8.shl(h0, 4), bit));
+      o0 = v128.or(o0, v128.and(i16x8.shr_u(h0, 4), bit));
+      e1 = v128.or(e1, v128.and(i16x8.shl(h1, 4), bit));
+      o1 = v128.or(o1, v128.and(i16x8.shr_u(h1, 4), bit));
+    }
+    // i32 sums of 8 products per lane (at most 8·31·127 = 31496)
+    const tA = dot4(e0, o0, e1, o1, x);
+    // A's sums go through memory: V8 cannot move B's loads above this store, so it does not load all
+    // ten vectors of the chunk first (it schedules loads early, and ten at once spill)
+    v128.store(tmp, tA);
+    e0 = nibble(b0, 4);
+    o0 = i16x8.shr_u(b0, 12);
+    e1 = nibble(b1, 4);
+    o1 = i16x8.shr_u(b1, 12);
+    if (five) {
+      e0 = v128.or(e0, v128.and(i16x8.shl(h0, 3), bit));
+      o0 = v128.or(o0, v128.and(i16x8.shr_u(h0, 5), bit));
+      e1 = v128.or(e1, v128.and(i16x8.shl(h1, 3), bit));
+      o1 = v128.or(o1, v128.and(i16x8.shr_u(h1, 5), bit));
+    }
+    const tB = dot4(e0, o0, e1, o1, x + 64);
+    // both narrowed to i16 without loss, so one dot product scales them: lanes 0..3 by sc_A, 4..7 by sc_B
+    return i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.narrow_i32x4_s(v128.load(tmp), tB), v128.shuffle<i32>(s2, s2, 0, 0, 1, 1)));
   }
-  return i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(pA, sA), i32x4.dot_i16x8_s(pB, sB)));
+}
+
+/** Σ of four i16 vectors times the four i16 activation vectors at x, as i32 lanes. */
+// @ts-ignore: decorator
+@inline function dot4(a: v128, b: v128, c: v128, d: v128, x: usize): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(a, v128.load(x)), i32x4.dot_i16x8_s(b, v128.load(x, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(c, v128.load(x, 32)), i32x4.dot_i16x8_s(d, v128.load(x, 48))),
+  );
+}
+
+/** Bits at..at+3 of each 16-bit lane, as the lane's value (two shifts, no mask constant). */
+// @ts-ignore: decorator
+@inline function nibble(v: v128, at: i32): v128 {
+  return i16x8.shr_u(i16x8.shl(v, 12 - at), 12);
 }
 
 /** Bytes of one 64-value chunk of prepared activations. */
@@ -213,24 +239,37 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
   return ASC_FEATURE_RELAXED_SIMD ? 64 : 128;
 }
 
-/** Σ_j sc_j·Σ q·q8 of a Q4_K (five = false) or Q5_K block at w, as four i32 lanes to add up. */
+/**
+ * Scales as i32 lanes holding one scale in both i16 halves: pairScales(v, false) for i16 lanes
+ * 0..3 of v, (v, true) for lanes 4..7. Then one pshufd splats a scale, or spreads two over halves.
+ */
 // @ts-ignore: decorator
-@inline function blockQ45(w: usize, x: usize, five: bool): v128 {
-  const sc = scalesK(w + 4);
-  const q = w + (five ? 48 : 16);
-  const h = w + 16;
-  const cx = chunkX();
-  let acc = i32x4.splat(0);
-  acc = chunkQ45(acc, q, h, 0, five, x, v128.shuffle<i16>(sc, sc, 0, 0, 0, 0, 0, 0, 0, 0), v128.shuffle<i16>(sc, sc, 1, 1, 1, 1, 1, 1, 1, 1));
-  acc = chunkQ45(acc, q + 32, h, 2, five, x + cx, v128.shuffle<i16>(sc, sc, 2, 2, 2, 2, 2, 2, 2, 2), v128.shuffle<i16>(sc, sc, 3, 3, 3, 3, 3, 3, 3, 3));
-  acc = chunkQ45(acc, q + 64, h, 4, five, x + 2 * cx, v128.shuffle<i16>(sc, sc, 4, 4, 4, 4, 4, 4, 4, 4), v128.shuffle<i16>(sc, sc, 5, 5, 5, 5, 5, 5, 5, 5));
-  return chunkQ45(acc, q + 96, h, 6, five, x + 3 * cx, v128.shuffle<i16>(sc, sc, 6, 6, 6, 6, 6, 6, 6, 6), v128.shuffle<i16>(sc, sc, 7, 7, 7, 7, 7, 7, 7, 7));
+@inline function pairScales(v: v128, high: bool): v128 {
+  return high ? v128.shuffle<i16>(v, v, 4, 4, 5, 5, 6, 6, 7, 7) : v128.shuffle<i16>(v, v, 0, 0, 1, 1, 2, 2, 3, 3);
 }
 
-/** Σ_j m_j·(Σ q8 over sub-block j) of a Q4_K/Q5_K block at w, as four i32 lanes to add up. */
+/**
+ * A Q4_K (five = false) or Q5_K block at w: stores Σ_j sc_j·Σ q·q8 at out and Σ_j m_j·(Σ q8 over
+ * sub-block j) at out + 64, each as four i32 lanes to add up. tmp: 16 bytes of scratch. The chunks
+ * go in a loop, not unrolled: V8 would hoist all their loads together and spill them.
+ */
 // @ts-ignore: decorator
-@inline function minsQ45(w: usize, xs: usize): v128 {
-  return i32x4.dot_i16x8_s(minsK(w + 4), v128.load(xs, 32));
+@inline function blockQ45(w: usize, x: usize, xs: usize, five: bool, out: usize, tmp: usize): void {
+  const sm = scalesMinsK(w + 4);
+  const sc = i16x8.extend_low_i8x16_u(sm);
+  v128.store(out, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm), v128.load(xs, 32)), 64);
+  let s2 = pairScales(sc, false); // the current chunk's two scales in i32 lanes 0, 1
+  let q = w + (five ? 48 : 16);
+  const h = w + 16;
+  let acc = i32x4.splat(0);
+  for (let shift = 0; shift < 8; shift += 2) {
+    if (shift == 4) s2 = pairScales(sc, true);
+    acc = chunkQ45(acc, q, h, shift, five, x, s2, tmp);
+    s2 = v128.shuffle<i32>(s2, s2, 2, 3, 2, 3);
+    q += 32;
+    x += chunkX();
+  }
+  v128.store(out, acc);
 }
 
 /**
@@ -277,29 +316,46 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
   return i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(p3, s3), i32x4.dot_i16x8_s(p4, s4)));
 }
 
-/** Σ_j sc_j·Σ (q − 32)·q8 of a Q6_K block at w, as four i32 lanes to add up. */
+/** Stores Σ_j sc_j·Σ (q − 32)·q8 of a Q6_K block at w at out, as four i32 lanes to add up (a loop, as blockQ45). */
 // @ts-ignore: decorator
-@inline function blockQ6(w: usize, x: usize, xs: usize): v128 {
+@inline function blockQ6(w: usize, x: usize, xs: usize, out: usize): void {
   const scv = v128.load(w, 192);
   const lo = i16x8.extend_low_i8x16_s(scv); // sub-blocks 0..7 (values 0..127)
   const hi = i16x8.extend_high_i8x16_s(scv); // 8..15
   const cx: usize = ASC_FEATURE_RELAXED_SIMD ? 16 : 32; // activations of 16 values
   let acc = i32x4.splat(0);
-  // values 16c..16c+15 of each quarter of half 0, then of half 1; quarter k is sub-block 8·half + 2k + c
-  acc = quadQ6(acc, w, w + 128, x, v128.shuffle<i16>(lo, lo, 0, 0, 0, 0, 0, 0, 0, 0), v128.shuffle<i16>(lo, lo, 2, 2, 2, 2, 2, 2, 2, 2), v128.shuffle<i16>(lo, lo, 4, 4, 4, 4, 4, 4, 4, 4), v128.shuffle<i16>(lo, lo, 6, 6, 6, 6, 6, 6, 6, 6));
-  acc = quadQ6(acc, w + 16, w + 144, x + cx, v128.shuffle<i16>(lo, lo, 1, 1, 1, 1, 1, 1, 1, 1), v128.shuffle<i16>(lo, lo, 3, 3, 3, 3, 3, 3, 3, 3), v128.shuffle<i16>(lo, lo, 5, 5, 5, 5, 5, 5, 5, 5), v128.shuffle<i16>(lo, lo, 7, 7, 7, 7, 7, 7, 7, 7));
-  acc = quadQ6(acc, w + 64, w + 160, x + 8 * cx, v128.shuffle<i16>(hi, hi, 0, 0, 0, 0, 0, 0, 0, 0), v128.shuffle<i16>(hi, hi, 2, 2, 2, 2, 2, 2, 2, 2), v128.shuffle<i16>(hi, hi, 4, 4, 4, 4, 4, 4, 4, 4), v128.shuffle<i16>(hi, hi, 6, 6, 6, 6, 6, 6, 6, 6));
-  acc = quadQ6(acc, w + 80, w + 176, x + 9 * cx, v128.shuffle<i16>(hi, hi, 1, 1, 1, 1, 1, 1, 1, 1), v128.shuffle<i16>(hi, hi, 3, 3, 3, 3, 3, 3, 3, 3), v128.shuffle<i16>(hi, hi, 5, 5, 5, 5, 5, 5, 5, 5), v128.shuffle<i16>(hi, hi, 7, 7, 7, 7, 7, 7, 7, 7));
+  // step i: values 16c..16c+15 (c = i & 1) of each quarter k of half i >> 1, sub-block 8·half + 2k + c;
+  // a and b hold the step's scales for quarters 0, 1 in i32 lanes 0, 2 and for quarters 2, 3 likewise
+  let a = pairScales(lo, false);
+  let b = pairScales(lo, true);
+  for (let i: usize = 0; i < 4; i++) {
+    if (i == 2) {
+      a = pairScales(hi, false);
+      b = pairScales(hi, true);
+    }
+    const half = i >> 1;
+    const c = i & 1;
+    acc = quadQ6(
+      acc, w + (half << 6) + (c << 4), w + 128 + (half << 5) + (c << 4), x + (half * 8 + c) * cx,
+      v128.shuffle<i32>(a, a, 0, 0, 0, 0), v128.shuffle<i32>(a, a, 2, 2, 2, 2),
+      v128.shuffle<i32>(b, b, 0, 0, 0, 0), v128.shuffle<i32>(b, b, 2, 2, 2, 2),
+    );
+    a = v128.shuffle<i32>(a, a, 1, 2, 3, 0); // c = 1 takes the odd sub-blocks
+    b = v128.shuffle<i32>(b, b, 1, 2, 3, 0);
+  }
   // the −32 offset of every quant, through the sums of q8 over each 16
   const offset = i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(xs)), i32x4.dot_i16x8_s(hi, v128.load(xs, 16)));
-  return i32x4.sub(acc, i32x4.shl(offset, 5));
+  v128.store(out, i32x4.sub(acc, i32x4.shl(offset, 5)));
 }
 
-/** The integer sum isum of one super-block (lanes to add up), for weight kind T. */
+/**
+ * The integer sums of one super-block for weight kind T, as i32 lanes to add up: isum at out and,
+ * for Q4_K/Q5_K, msum at out + 64. tmp: 16 bytes of scratch.
+ */
 // @ts-ignore: decorator
-@inline function blockK<T>(w: usize, x: usize, xs: usize): v128 {
-  if (sizeof<T>() == 4) return blockQ6(w, x, xs);
-  return blockQ45(w, x, sizeof<T>() == 2);
+@inline function blockK<T>(w: usize, x: usize, xs: usize, out: usize, tmp: usize): void {
+  if (sizeof<T>() == 4) blockQ6(w, x, xs, out);
+  else blockQ45(w, x, xs, sizeof<T>() == 2, out, tmp);
 }
 
 // ---- rows ------------------------------------------------------------------------------------
@@ -315,30 +371,30 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
   return sizeof<T>() == 4 ? 208 : 0;
 }
 
-/** out[0..4] = four K-quant weight rows (rowBytes apart) · one prepared x row of nb blocks. */
+/**
+ * out[0..4] = four K-quant weight rows (rowBytes apart) · one prepared x row of nb blocks. The rows
+ * go one after the other (a loop: unrolled, V8 keeps a whole block of x in registers and spills),
+ * each leaving its integer lanes in this thread's scratch at tmp, summed four rows at a time.
+ */
 // @ts-ignore: decorator
-@inline function rows4K<T>(out: usize, xq: usize, xd: usize, xs: usize, w: usize, rowBytes: usize, nb: i32): void {
+@inline function rows4K<T>(out: usize, xq: usize, xd: usize, xs: usize, w: usize, rowBytes: usize, nb: i32, tmp: usize): void {
   const Q6: bool = sizeof<T>() == 4;
   const dOff = dOffset<T>();
-  let w0 = w;
-  let w1 = w + rowBytes;
-  let w2 = w1 + rowBytes;
-  let w3 = w2 + rowBytes;
+  const w1 = w + rowBytes;
+  const w2 = w1 + rowBytes;
+  const w3 = w2 + rowBytes;
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const isum = hsum4i(blockK<T>(w0, xq, xs), blockK<T>(w1, xq, xs), blockK<T>(w2, xq, xs), blockK<T>(w3, xq, xs));
+    const o = <usize>b * blockBytes<T>();
+    for (let r: usize = 0; r < 4; r++) blockK<T>(w + o + r * rowBytes, xq, xs, tmp + (r << 4), tmp + 128);
+    const isum = hsum4i(v128.load(tmp), v128.load(tmp, 16), v128.load(tmp, 32), v128.load(tmp, 48));
     const dx = v128.load32_splat(xd);
-    let y = f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(f16Lanes(w0 + dOff, w1 + dOff, w2 + dOff, w3 + dOff), dx));
+    let y = f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(f16Lanes(w + o + dOff, w1 + o + dOff, w2 + o + dOff, w3 + o + dOff), dx));
     if (!Q6) {
-      const msum = hsum4i(minsQ45(w0, xs), minsQ45(w1, xs), minsQ45(w2, xs), minsQ45(w3, xs));
-      y = f32x4.sub(y, f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.mul(f16Lanes(w0 + 2, w1 + 2, w2 + 2, w3 + 2), dx)));
+      const msum = hsum4i(v128.load(tmp, 64), v128.load(tmp, 80), v128.load(tmp, 96), v128.load(tmp, 112));
+      y = f32x4.sub(y, f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.mul(f16Lanes(w + o + 2, w1 + o + 2, w2 + o + 2, w3 + o + 2), dx)));
     }
     acc = f32x4.add(acc, y);
-    const bb = blockBytes<T>();
-    w0 += bb;
-    w1 += bb;
-    w2 += bb;
-    w3 += bb;
     xq += XQ_BYTES;
     xd += 4;
     xs += XS_BYTES;
@@ -348,13 +404,14 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
 
 /** One K-quant weight row · one prepared x row: rows4K's per-lane arithmetic on scalars. */
 // @ts-ignore: decorator
-@inline function rowK<T>(xq: usize, xd: usize, xs: usize, w: usize, nb: i32): f32 {
+@inline function rowK<T>(xq: usize, xd: usize, xs: usize, w: usize, nb: i32, tmp: usize): f32 {
   const Q6: bool = sizeof<T>() == 4;
   let acc: f32 = 0;
   for (let b = 0; b < nb; b++) {
     const dx = load<f32>(xd);
-    let y = <f32>hsumi(blockK<T>(w, xq, xs)) * (f16(load<u16>(w + dOffset<T>())) * dx);
-    if (!Q6) y -= <f32>hsumi(minsQ45(w, xs)) * (f16(load<u16>(w + 2)) * dx);
+    blockK<T>(w, xq, xs, tmp, tmp + 128);
+    let y = <f32>hsumi(v128.load(tmp)) * (f16(load<u16>(w + dOffset<T>())) * dx);
+    if (!Q6) y -= <f32>hsumi(v128.load(tmp, 64)) * (f16(load<u16>(w + 2)) * dx);
     acc += y;
     w += blockBytes<T>();
     xq += XQ_BYTES;
@@ -367,10 +424,12 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
 /**
  * The K-quant matmul over prepared activations (quantize_q8_k): weight rows [n0, n1). For M > 1
  * each group of four weight rows stays in L1 while the x rows of an L2-sized block go past it.
+ * scratch: 256 bytes per thread.
  */
 // @ts-ignore: decorator
-@inline function matmulK<T>(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32): void {
+@inline function matmulK<T>(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, scratch: usize, n0: i32, n1: i32, tid: i32): void {
   const nb = K >> 8;
+  const tmp = scratch + (<usize>tid << 8);
   const rowBytes = <usize>nb * blockBytes<T>();
   const ldo = <usize>N << 2;
   const mBlock = max(1, X_BLOCK_BYTES / max(1, nb * <i32>(XQ_BYTES + XS_BYTES + 4)));
@@ -381,29 +440,29 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
       const wn = w + <usize>n * rowBytes;
       for (let m = m0; m < m1; m++) {
         const b = <usize>m * nb;
-        rows4K<T>(out + <usize>m * ldo + (<usize>n << 2), xq + b * XQ_BYTES, xd + (b << 2), xs + b * XS_BYTES, wn, rowBytes, nb);
+        rows4K<T>(out + <usize>m * ldo + (<usize>n << 2), xq + b * XQ_BYTES, xd + (b << 2), xs + b * XS_BYTES, wn, rowBytes, nb, tmp);
       }
     }
     for (; n < n1; n++) {
       const wn = w + <usize>n * rowBytes;
       for (let m = m0; m < m1; m++) {
         const b = <usize>m * nb;
-        store<f32>(out + <usize>m * ldo + (<usize>n << 2), rowK<T>(xq + b * XQ_BYTES, xd + (b << 2), xs + b * XS_BYTES, wn, nb));
+        store<f32>(out + <usize>m * ldo + (<usize>n << 2), rowK<T>(xq + b * XQ_BYTES, xd + (b << 2), xs + b * XS_BYTES, wn, nb, tmp));
       }
     }
   }
 }
 
-export function matmul_q4_k(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32): void {
-  matmulK<u8>(out, xq, xd, xs, w, M, N, K, n0, n1);
+export function matmul_q4_k(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, scratch: usize, n0: i32, n1: i32, tid: i32): void {
+  matmulK<u8>(out, xq, xd, xs, w, M, N, K, scratch, n0, n1, tid);
 }
 
-export function matmul_q5_k(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32): void {
-  matmulK<u16>(out, xq, xd, xs, w, M, N, K, n0, n1);
+export function matmul_q5_k(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, scratch: usize, n0: i32, n1: i32, tid: i32): void {
+  matmulK<u16>(out, xq, xd, xs, w, M, N, K, scratch, n0, n1, tid);
 }
 
-export function matmul_q6_k(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32): void {
-  matmulK<u32>(out, xq, xd, xs, w, M, N, K, n0, n1);
+export function matmul_q6_k(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, scratch: usize, n0: i32, n1: i32, tid: i32): void {
+  matmulK<u32>(out, xq, xd, xs, w, M, N, K, scratch, n0, n1, tid);
 }
 
 // ---- rows to f32 (getRows) -------------------------------------------------------------------

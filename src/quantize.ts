@@ -3,8 +3,14 @@
  * type, with llama-quantize's per-tensor rules for the plain types:
  *
  *   - 1-D tensors (norms, biases) stay F32;
- *   - 2-D tensors whose rows split into the type's 32-value blocks take the target type;
- *   - 2-D tensors whose rows do not (stories260K's 172-wide ffn_down) fall back to F16.
+ *   - 2-D tensors whose rows split into the type's blocks (32 values; 256 for the K-quants) take
+ *     the target type;
+ *   - 2-D tensors whose rows do not (stories260K's 172-wide ffn_down) fall back: K-quants to
+ *     llama.cpp's substitute (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0) when its 32-value blocks fit,
+ *     everything else to F16.
+ *
+ * The K-quant types are plain: every 2-D tensor gets that type (llama.cpp's Q4_K_M-style mixtures,
+ * which give some tensors more bits, are not applied).
  *
  * Metadata is copied with general.file_type set to the target. Quantized values use ggml's
  * rounding (src/tensor/quant.ts), so a Q8_0/Q4_0 file made from F32 weights is byte-identical to
@@ -17,7 +23,7 @@ import { byteSize, DTYPES, type DType } from './tensor/dtype.js';
 import { dequantize, encodeValues, GGUF_FILE_TYPE } from './tensor/quant.js';
 
 /** The types `quantize` writes. */
-export const QUANTIZE_TYPES = ['q8_0', 'q4_0', 'f16', 'f32'] as const;
+export const QUANTIZE_TYPES = ['q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k', 'f16', 'f32'] as const;
 export type QuantizeType = (typeof QUANTIZE_TYPES)[number];
 
 export interface QuantizeOptions {
@@ -79,11 +85,20 @@ export function quantizeModel(opts: QuantizeOptions): QuantizeResult {
   return { output: opts.output, tensorTypes, parameterCount, inputBytes, outputBytes, bitsPerWeight: (outputBytes * 8) / parameterCount };
 }
 
-/** The type a tensor is written in: 1-D stays f32; rows that do not split into blocks fall back to f16. */
+/**
+ * llama.cpp's substitutes for K-quant rows that do not split into 256-value super-blocks
+ * (llama-quant.cpp). Q5_0/Q5_1 are used once this build knows them; until then such rows take F16.
+ */
+const K_FALLBACK: Readonly<Record<string, string>> = { q4_k: 'q5_0', q5_k: 'q5_1', q6_k: 'q8_0' };
+
+/** The type a tensor is written in: 1-D stays f32; rows that do not split into blocks fall back (see above). */
 function targetType(info: GGUFTensorInfo, type: QuantizeType): DType {
   if (info.shape.length === 1) return 'f32';
   const rowLength = info.shape[info.shape.length - 1]!;
-  return rowLength % DTYPES[type].blockSize === 0 ? type : 'f16';
+  if (rowLength % DTYPES[type].blockSize === 0) return type;
+  const fallback = K_FALLBACK[type];
+  if (fallback !== undefined && fallback in DTYPES && rowLength % DTYPES[fallback as DType].blockSize === 0) return fallback as DType;
+  return 'f16';
 }
 
 /** A tensor's bytes in `dtype`: copied when it already has that type, else decoded to f32 and encoded. */

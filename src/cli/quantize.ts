@@ -7,7 +7,7 @@ import { createProgress, formatBytes, progressMode } from './progress.js';
 
 export function quantizeCommand(io: CliIO): Command {
   return new Command('quantize')
-    .description('rewrite a GGUF model\'s weights as q8_0, q4_0, f16 or f32 (norms stay f32; rows that do not split into blocks become f16)')
+    .description('rewrite a GGUF model\'s weights as q8_0, q4_0, q4_k, q5_k, q6_k, f16 or f32 (norms stay f32; rows that do not split into blocks fall back as llama-quantize does)')
     .argument('<input>', 'the GGUF model to read')
     .argument('<output>', 'the GGUF file to write')
     .addOption(new Option('--type <type>', 'the weight type').choices([...QUANTIZE_TYPES]).makeOptionMandatory())

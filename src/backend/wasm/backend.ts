@@ -205,12 +205,13 @@ export class WasmBackend implements Backend {
     }
     if (isKQuant(w.dtype)) {
       // activations quantized to Q8_K once: per 256-block 512 bytes of quants, f32 d, 48 bytes of sums (assembly/matmul-k.ts)
+      // then 256 bytes per thread for the kernel
       const blocks = (M * K) / 256;
-      const xq = this.scratch(align64(blocks * 512) + align64(blocks * 4) + align64(blocks * 48));
+      const xq = this.scratch(align64(blocks * 512) + align64(blocks * 4) + align64(blocks * 48) + this.threads * 256);
       const xd = xq + align64(blocks * 512);
       const xs = xd + align64(blocks * 4);
       this.run('quantize_q8_k', [xq, xd, xs, xp, K], M, 1, prepWork);
-      this.run(`matmul_${w.dtype}`, [o, xq, xd, xs, wp, M, N, K], N, 4, work);
+      this.run(`matmul_${w.dtype}`, [o, xq, xd, xs, wp, M, N, K, xs + align64(blocks * 48)], N, 4, work);
       return;
     }
     if (w.dtype === 'q8_k') throw new RequestError('unsupported_dtype', 'w', 'q8_k is an activation type; no matmul takes q8_k weights (as in ggml)');
