@@ -26,7 +26,7 @@ import { describeIoError } from './formats/file.js';
 import { GGUF_MAGIC, readGGUF, type GGUFFile } from './formats/gguf.js';
 import { loadLlamaWeights, modelConfig, modelTokenizer, type ModelFile } from './loader.js';
 import { LlamaModel, type LlamaWeights } from './models/llama.js';
-import { convertTensor, targetType, tensorValues, writeQuantized, type QuantizeOptions, type QuantizeResult, type QuantizeType } from './quantize.js';
+import { convertTensor, planQuantization, tensorValues, writeQuantized, type QuantizeOptions, type QuantizeResult, type QuantizeType } from './quantize.js';
 import type { DType } from './tensor/dtype.js';
 import { encodeValues } from './tensor/quant.js';
 import { f16ToF32, f32ToF16 } from './tensor/f16.js';
@@ -571,7 +571,7 @@ export async function gptqQuantizeModel(opts: GptqQuantizeOptions): Promise<Gptq
 
   const model: ModelFile = { format: 'gguf', path: opts.input, fileSize: file.fileSize, file, tensors: file.tensors };
   const calibrator = await Calibrator.open(model, text, { windowTokens, threads: opts.threads ?? os.availableParallelism() });
-  const quantizer = new TensorQuantizer(file, opts.type, grid, dampening);
+  const quantizer = new TensorQuantizer(file, planQuantization(file, opts), grid, dampening);
   let hessians = new Map<string, Float64Array>(); // for the writer (one-pass mode)
   let passes: number;
   const calibStart = performance.now();
@@ -628,7 +628,8 @@ class TensorQuantizer {
 
   constructor(
     private readonly file: GGUFFile,
-    private readonly type: QuantizeType,
+    /** The type the RTN rules give each tensor (by name). */
+    private readonly planned: Map<string, DType>,
     private readonly grid: BlockGrid,
     private readonly dampening: number,
   ) {}
@@ -636,7 +637,7 @@ class TensorQuantizer {
   /** The tensor's GPTQ result, or undefined when the RTN rules give it another type than the grid's. */
   quantize(name: string, hessian: Float64Array): GptqMatrixResult | undefined {
     const info = this.file.tensor(name);
-    if (!info || targetType(info, this.type) !== this.grid.dtype) return undefined;
+    if (!info || this.planned.get(name) !== this.grid.dtype) return undefined;
     const start = performance.now();
     let prepared = this.prepared.get(hessian);
     if (!prepared) {

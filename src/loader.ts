@@ -131,7 +131,10 @@ function checkTensor(file: string, info: GGUFTensorInfo | undefined, name: strin
   if (!info) throw new ModelError('missing_tensor', `${file}: missing tensor ${name}`);
   if (info.dtype === undefined) {
     const typeName = GGML_TYPE_NAMES[info.ggmlType] ?? `unknown type ${info.ggmlType}`;
-    throw new FormatError('unknown_dtype', file, `tensor ${name} has type ${typeName}, which SmallMind cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)`);
+    throw new FormatError('unknown_dtype', file, `tensor ${name} has type ${typeName}, which SmallMind cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)`);
+  }
+  if (info.dtype === 'q8_k') {
+    throw new FormatError('unsupported_dtype', file, `tensor ${name} has type Q8_K, an activation type that no weight can have (as in ggml)`);
   }
   if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
     throw new ModelError('shape_mismatch', `${file}: tensor ${name} has shape [${info.shape}], the config implies [${shape}]`);

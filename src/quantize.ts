@@ -1,15 +1,14 @@
 /**
- * Requantize a GGUF model: read each tensor, decode it to f32 and write it again in the target
- * type, with llama-quantize's per-tensor rules for the plain types:
+ * Requantize a GGUF model: read each tensor, decode it to f32 and write it again in the type
+ * llama-quantize would give it for the chosen file type (src/quantize-plan.ts: norms keep their
+ * type, the output matrix gets more bits, the _m mixtures favour some attn_v/ffn_down layers,
+ * rows that do not split into blocks fall back).
  *
- *   - 1-D tensors (norms, biases) stay F32;
- *   - 2-D tensors whose rows split into the type's 32-value blocks take the target type;
- *   - 2-D tensors whose rows do not (stories260K's 172-wide ffn_down) fall back to F16.
- *
- * Metadata is copied with general.file_type set to the target. Quantized values use ggml's
- * rounding (src/tensor/quant.ts, quant-legacy.ts), so a Q8_0/Q4_0 file made from F32 weights is
- * byte-identical to llama-quantize's, and Q4_1/Q5_0/Q5_1 blocks are ggml's reference quantizer's.
- * The output is written atomically (temp file, then rename).
+ * Metadata is copied with general.file_type set to the file type. Quantized values use ggml's
+ * rounding (src/tensor/quant.ts, quant-legacy.ts, quant-k.ts), so every block is byte-identical to
+ * ggml's reference quantizer's (stories260K requantized to Q8_0 or Q4_0 is byte-identical to
+ * llama-quantize's files in ../shared/fixtures). The output is written atomically (temp file, then
+ * rename).
  *
  * `method: 'gptq'` routes to src/gptq.ts (calibrated, error-compensating; same rules, same blocks).
  */
@@ -17,11 +16,12 @@ import { RequestError } from './errors.js';
 import { readGGUF, readTensorData, typedMetadata, type GGUFFile, type GGUFTensorInfo } from './formats/gguf.js';
 import { writeGGUF, type GGUFWriteTensor } from './formats/gguf-writer.js';
 import type { GptqQuantizeOptions, GptqQuantizeResult } from './gptq.js';
-import { byteSize, DTYPES, type DType } from './tensor/dtype.js';
-import { dequantize, encodeValues, GGUF_FILE_TYPE } from './tensor/quant.js';
+import { FILE_TYPE_NAMES, FILE_TYPES, parseFileType, planTensorTypes, type FileType } from './quantize-plan.js';
+import { byteSize, type DType } from './tensor/dtype.js';
+import { dequantize, encodeValues } from './tensor/quant.js';
 
-/** The types `quantize` writes. */
-export const QUANTIZE_TYPES = ['q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'f16', 'f32'] as const;
+/** The file types `quantize` writes, with llama-quantize's short names q4_k and q5_k for the _m mixtures. */
+export const QUANTIZE_TYPES = [...FILE_TYPE_NAMES, 'q4_k', 'q5_k'] as const;
 export type QuantizeType = (typeof QUANTIZE_TYPES)[number];
 
 export interface QuantizeOptions {
@@ -30,6 +30,12 @@ export interface QuantizeOptions {
   type: QuantizeType;
   /** 'rtn' (default): round to nearest, as llama-quantize. GPTQ takes GptqQuantizeOptions (method: 'gptq'). */
   method?: 'rtn';
+  /** Type of output.weight, overriding the mixture (llama-quantize --output-tensor-type). */
+  outputTensorType?: DType;
+  /** Type of token_embd.weight, overriding the mixture (--token-embedding-type). */
+  tokenEmbeddingType?: DType;
+  /** Every quantizable tensor in the file type's base type, no mixture (--pure). */
+  pure?: boolean;
   /** Called as tensors are written: input bytes done, input bytes in all. */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
 }
@@ -54,9 +60,6 @@ export function quantizeModel(opts: QuantizeOptions | GptqQuantizeOptions): Quan
   if (opts.method !== undefined && opts.method !== 'rtn') {
     throw new RequestError('invalid_method', 'method', `must be rtn or gptq, got ${String(opts.method)}`);
   }
-  if (!(QUANTIZE_TYPES as readonly string[]).includes(opts.type)) {
-    throw new RequestError('invalid_type', 'type', `must be one of ${QUANTIZE_TYPES.join(', ')}, got ${String(opts.type)}`);
-  }
   const file = readGGUF(opts.input);
   return writeQuantized(file, opts, (info, dtype) => convertTensor(file, info, dtype));
 }
@@ -64,16 +67,14 @@ export function quantizeModel(opts: QuantizeOptions | GptqQuantizeOptions): Quan
 /** Write `file`'s tensors into opts.output by the rules above; `encode` gives a tensor's bytes in its target dtype. */
 export function writeQuantized(
   file: GGUFFile,
-  opts: Pick<QuantizeOptions, 'input' | 'output' | 'type' | 'onProgress'>,
+  opts: PlanRequest & Pick<QuantizeOptions, 'output' | 'onProgress'>,
   encode: (info: GGUFTensorInfo, dtype: DType) => Uint8Array,
 ): QuantizeResult {
-  for (const t of file.tensors) {
-    if (!t.dtype) throw new RequestError('unsupported_tensor_type', 'input', `${opts.input}: tensor ${t.name} has ggml type ${t.ggmlType}, which SmallMind cannot read`);
-  }
+  const planned = planQuantization(file, opts);
   const metadata = typedMetadata(file);
-  metadata.set('general.file_type', { type: 'u32', value: GGUF_FILE_TYPE[opts.type] });
+  metadata.set('general.file_type', { type: 'u32', value: FILE_TYPES[parseFileType(opts.type)].ftype });
 
-  const plan = file.tensors.map((info) => ({ info, dtype: targetType(info, opts.type) }));
+  const plan = file.tensors.map((info) => ({ info, dtype: planned.get(info.name)! }));
   const inputBytes = file.tensors.reduce((sum, t) => sum + t.byteLength, 0);
   let done = 0;
   const tensors: GGUFWriteTensor[] = plan.map(({ info, dtype }) => ({
@@ -101,11 +102,18 @@ export function writeQuantized(
   return { output: opts.output, tensorTypes, parameterCount, inputBytes, outputBytes, bitsPerWeight: (outputBytes * 8) / parameterCount };
 }
 
-/** The type a tensor is written in: 1-D stays f32; rows that do not split into blocks fall back to f16. */
-export function targetType(info: GGUFTensorInfo, type: QuantizeType): DType {
-  if (info.shape.length === 1) return 'f32';
-  const rowLength = info.shape[info.shape.length - 1]!;
-  return rowLength % DTYPES[type].blockSize === 0 ? type : 'f16';
+export type PlanRequest = Pick<QuantizeOptions, 'input' | 'type' | 'outputTensorType' | 'tokenEmbeddingType' | 'pure'>;
+
+/** The type each of `file`'s tensors is written in (by name), for opts' file type and overrides. */
+export function planQuantization(file: GGUFFile, opts: PlanRequest): Map<string, DType> {
+  const fileType: FileType = parseFileType(String(opts.type));
+  for (const t of file.tensors) {
+    if (!t.dtype) throw new RequestError('unsupported_tensor_type', 'input', `${opts.input}: tensor ${t.name} has ggml type ${t.ggmlType}, which SmallMind cannot read`);
+  }
+  const tensors = file.tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: t.dtype! }));
+  const layerCount = 1 + Math.max(-1, ...tensors.map((t) => Number(/^blk\.(\d+)\./.exec(t.name)?.[1] ?? -1)));
+  const types = planTensorTypes(tensors, { ...opts, fileType, layerCount });
+  return new Map(tensors.map((t, i) => [t.name, types[i]!]));
 }
 
 /** A tensor's bytes in `dtype`: copied when it already has that type, else decoded to f32 and encoded. */

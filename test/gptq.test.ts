@@ -220,11 +220,11 @@ describe('quantizeModel with method gptq (stories260K)', () => {
   const RTN_PPL = 4.7370; // RTN Q4_0 on the held-out story, ctx 128
 
   it('writes ordinary Q4_0 that loads, generates and scores better than RTN on held-out text', async () => {
-    quantizeModel({ input: SOURCE, output: rtnFile, type: 'q4_0' });
+    quantizeModel({ input: SOURCE, output: rtnFile, type: 'q4_0', outputTensorType: 'q4_0' }); // as the llama.cpp fixture file
     const output = path.join(tmp, 'gptq-q4_0.gguf');
     const progress: number[] = [];
     const result = await quantizeModel({
-      method: 'gptq', input: SOURCE, output, type: 'q4_0', calib: CALIB, onCalibrationProgress: (done) => progress.push(done),
+      method: 'gptq', input: SOURCE, output, type: 'q4_0', outputTensorType: 'q4_0', calib: CALIB, onCalibrationProgress: (done) => progress.push(done),
     });
     expect(result.tensorTypes).toEqual({ q4_0: 32, f32: 11, f16: 5 });
     // 5 layers × q, k, v, output, gate, up + the classifier; token_embd is RTN'd, the 172-wide ffn_down stay f16
@@ -246,7 +246,7 @@ describe('quantizeModel with method gptq (stories260K)', () => {
 
   it('layer-sequential calibration (through the quantized layers) beats RTN too', async () => {
     const output = path.join(tmp, 'gptq-seq-q4_0.gguf');
-    const result = await quantizeModel({ method: 'gptq', input: SOURCE, output, type: 'q4_0', calib: CALIB, calibCtx: 128, sequential: true });
+    const result = await quantizeModel({ method: 'gptq', input: SOURCE, output, type: 'q4_0', outputTensorType: 'q4_0', calib: CALIB, calibCtx: 128, sequential: true });
     // one pass per layer (recording that layer's inputs) and one for the classifier
     expect(result.calibration).toMatchObject({ windows: 32, windowTokens: 128, passes: 6 });
     expect(result.gptqTensors).toBe(31);

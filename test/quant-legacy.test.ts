@@ -315,8 +315,8 @@ describe('stories260K quantized to q4_1, q5_0, q5_1', () => {
   // q5_0 4.360 (+4.4%), q4_1 4.527 (+8.4%) (q4_0: 4.737, +13%, as llama-perplexity's 4.7369).
   it.each([['q5_1', 0.02], ['q5_0', 0.07], ['q4_1', 0.11]] as const)('%s: loads, generates and keeps perplexity within %f of F32\'s', async (type, margin) => {
     const output = path.join(tmp, `stories260K-${type}.gguf`);
-    const result = quantizeModel({ input: SOURCE, output, type });
-    // 1-D norms stay f32; the 172-wide ffn_down rows do not split into 32-blocks and fall back to f16
+    const result = quantizeModel({ input: SOURCE, output, type, pure: true });
+    // --pure: every quantizable tensor in the type (no Q8_0 classifier); 1-D norms stay f32; the 172-wide ffn_down rows do not split into 32-blocks and fall back to f16
     expect(result.tensorTypes).toEqual({ [type]: 32, f32: 11, f16: 5 });
     expect(readGGUF(output).metadata.get('general.file_type')).toBe(GGUF_FILE_TYPE[type]);
 

@@ -25,7 +25,8 @@ describe('quantizeModel', () => {
   it.each(['q8_0', 'q4_0'] as const)('writes %s tensors identical to llama-quantize\'s', (type) => {
     const output = path.join(tmp, `stories260K-${type}.gguf`);
     const progress: number[] = [];
-    const result = quantizeModel({ input: SOURCE, output, type, onProgress: (done) => progress.push(done) });
+    // the fixtures were made with --output-tensor-type q4_0 / q8_0 (see fixtures/quantization.json)
+    const result = quantizeModel({ input: SOURCE, output, type, outputTensorType: type, onProgress: (done) => progress.push(done) });
     expect(result.tensorTypes).toEqual({ [type]: 32, f32: 11, f16: 5 });
     expect(progress.at(-1)).toBe(result.inputBytes);
     const mine = readGGUF(output);
@@ -53,7 +54,7 @@ describe('smallmind quantize', () => {
     const output = path.join(tmp, 'cli-q4.gguf');
     const r = await run(['quantize', SOURCE, output, '--type', 'q4_0', '--json']);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ output, type: 'q4_0', tensorTypes: { q4_0: 32, f32: 11, f16: 5 } });
+    expect(JSON.parse(r.stdout)).toMatchObject({ output, type: 'q4_0', tensorTypes: { q4_0: 31, q8_0: 1, f32: 11, f16: 5 } }); // output.weight: Q6_K, 64-wide rows → Q8_0
     const badType = await run(['quantize', SOURCE, output, '--type', 'q3_k']);
     expect(badType.code).not.toBe(0);
     expect(badType.stderr).toMatch(/--type/);

@@ -81,6 +81,8 @@ function encode(dtype: DType, values: Float32Array): Uint8Array {
       quantizeLegacy(dtype, values, n, out);
       return out;
     }
+    default:
+      throw new Error(`encode: ${dtype} is tested in quant-k.test.ts`);
   }
 }
 

@@ -3,10 +3,12 @@
  * fast kernel is tested against. Sums are taken in float64; results are stored as f32.
  */
 import type { AttentionParams, Backend, RopeParams } from './backend.js';
+import { RequestError } from '../errors.js';
 import { byteSize, type DType } from '../tensor/dtype.js';
 import { f32ToBf16, bf16ToF32, f32ToF16, roundF16 } from '../tensor/f16.js';
 import { dequantize, quantizeQ8_0 } from '../tensor/quant.js';
 import { dotQ8_1, Q8_1_BLOCK_BYTES, quantizeQ8_1 } from '../tensor/quant-legacy.js';
+import { dotQ8_K, isKQuant, quantizeQ8_K } from '../tensor/quant-k.js';
 import { numel, Tensor, type Shape } from '../tensor/tensor.js';
 
 /** Round an activation row the way ggml does before multiplying it with weights of `dtype`. */
@@ -30,6 +32,17 @@ export function prepareActivations(dtype: DType, x: Float32Array): Float32Array 
       dequantize('q8_0', q, 0, x.length, out);
       return out;
     }
+    case 'q4_k':
+    case 'q5_k':
+    case 'q6_k': {
+      const q = new Uint8Array(byteSize('q8_k', x.length));
+      quantizeQ8_K(x, x.length, q);
+      const out = new Float32Array(x.length);
+      dequantize('q8_k', q, 0, x.length, out);
+      return out;
+    }
+    case 'q8_k':
+      throw new RequestError('unsupported_dtype', 'w', 'q8_k is an activation type; no matmul takes q8_k weights (as in ggml)');
   }
 }
 
@@ -58,6 +71,15 @@ export class ReferenceBackend implements Backend {
       for (let m = 0; m < x.rowCount; m++) {
         quantizeQ8_1(xs.subarray(m * K, (m + 1) * K), K, xq);
         for (let n = 0; n < N; n++) o[m * N + n] = dotQ8_1(w.dtype, w.bytes, n * w.rowBytes, xq, K);
+      }
+      return;
+    }
+    if (isKQuant(w.dtype)) {
+      // ggml's K-quant dot product: integer sums per super-block against Q8_K activations
+      const xq = new Uint8Array(byteSize('q8_k', K));
+      for (let m = 0; m < x.rowCount; m++) {
+        quantizeQ8_K(xs.subarray(m * K, (m + 1) * K), K, xq);
+        for (let n = 0; n < N; n++) o[m * N + n] = dotQ8_K(w.dtype, w.bytes, n * w.rowBytes, xq, 0, K / 256);
       }
       return;
     }

@@ -2,13 +2,17 @@
 import os from 'node:os';
 import { Command, Option } from 'commander';
 import { RequestError } from '../errors.js';
-import { QUANTIZE_TYPES, quantizeModel, type QuantizeResult, type QuantizeType } from '../quantize.js';
+import { QUANTIZE_TYPES, quantizeModel, type QuantizeOptions, type QuantizeResult, type QuantizeType } from '../quantize.js';
+import { DTYPES, type DType } from '../tensor/dtype.js';
 import type { CliIO } from './io.js';
 import { integerIn, jsonOption, numberIn } from './options.js';
 import { createProgress, formatBytes, progressMode, type Progress, type ProgressMode } from './progress.js';
 
 interface QuantizeFlags {
   type: QuantizeType;
+  outputTensorType?: DType;
+  tokenEmbeddingType?: DType;
+  pure?: boolean;
   method: 'rtn' | 'gptq';
   calib?: string;
   calibCtx?: number;
@@ -21,10 +25,13 @@ interface QuantizeFlags {
 
 export function quantizeCommand(io: CliIO): Command {
   return new Command('quantize')
-    .description('rewrite a GGUF model\'s weights as q8_0, q4_0, q4_1, q5_0, q5_1, f16 or f32 (norms stay f32; rows that do not split into blocks become f16)')
+    .description('rewrite a GGUF model\'s weights in a file type (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, f16, bf16, f32) with llama-quantize\'s per-tensor rules')
     .argument('<input>', 'the GGUF model to read')
     .argument('<output>', 'the GGUF file to write')
-    .addOption(new Option('--type <type>', 'the weight type').choices([...QUANTIZE_TYPES]).makeOptionMandatory())
+    .addOption(new Option('--type <type>', 'the file type (q4_k and q5_k mean q4_k_m and q5_k_m)').choices([...QUANTIZE_TYPES]).makeOptionMandatory())
+    .addOption(new Option('--output-tensor-type <type>', 'type of output.weight instead of the mixture\'s choice').choices(WEIGHT_TYPES))
+    .addOption(new Option('--token-embedding-type <type>', 'type of token_embd.weight instead of the mixture\'s choice').choices(WEIGHT_TYPES))
+    .addOption(new Option('--pure', 'every quantizable tensor in the base type: no mixture, no output-tensor upgrade'))
     .addOption(new Option('--method <method>', 'rtn: round to nearest (as llama-quantize); gptq: calibrated, error-compensating (q4_0, q8_0)').choices(['rtn', 'gptq']).default('rtn'))
     .addOption(new Option('--calib <file>', 'gptq: calibration text (like the text the model will see; not your evaluation text)'))
     .addOption(new Option('--calib-ctx <n>', 'gptq: tokens per calibration window, BOS included (default: 256, at most the model\'s context)').argParser(integerIn(2)))
@@ -50,12 +57,19 @@ export function quantizeCommand(io: CliIO): Command {
     });
 }
 
+/** The weight types a tensor can be given (not q8_k: activations only). */
+const WEIGHT_TYPES = (Object.keys(DTYPES) as DType[]).filter((t) => t !== 'q8_k');
+
+function planFlags(flags: QuantizeFlags): Pick<QuantizeOptions, 'type' | 'outputTensorType' | 'tokenEmbeddingType' | 'pure'> {
+  return { type: flags.type, outputTensorType: flags.outputTensorType, tokenEmbeddingType: flags.tokenEmbeddingType, pure: flags.pure };
+}
+
 function runRtn(io: CliIO, input: string, output: string, flags: QuantizeFlags, mode: ProgressMode): QuantizeResult {
   const gptqOnly = (['calib', 'calibCtx', 'damp', 'groupSize', 'sequential'] as const).find((name) => flags[name] !== undefined);
   if (gptqOnly) throw new RequestError('gptq_option', `--${gptqOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, 'only applies with --method gptq');
   const progress = createProgress(`quantizing to ${flags.type}`, io.stderr, mode);
   try {
-    return quantizeModel({ input, output, type: flags.type, onProgress: (done, total) => progress.update(done, total) });
+    return quantizeModel({ input, output, ...planFlags(flags), onProgress: (done, total) => progress.update(done, total) });
   } finally {
     progress.finish();
   }
@@ -71,7 +85,7 @@ async function runGptq(io: CliIO, input: string, output: string, flags: Quantize
       method: 'gptq',
       input,
       output,
-      type: flags.type,
+      ...planFlags(flags),
       calib: flags.calib,
       calibCtx: flags.calibCtx,
       dampening: flags.damp,

@@ -5,8 +5,10 @@
  *   Q4_0: 32 values = f16 scale d + 16 bytes of nibbles; x = d·(q − 8)      (18 bytes)
  *         byte j holds value j in its low nibble and value j+16 in its high nibble.
  *   Q4_1, Q5_0, Q5_1: see tensor/quant-legacy.ts (20, 22, 24 bytes).
+ *   Q4_K, Q5_K, Q6_K: 256-value super-blocks with per-sub-block scales (layouts in quant-k.ts);
+ *   Q8_K: 256 × int8 + f32 scale + sums, the activations K-quant matmuls multiply with.
  */
-export type DType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1';
+export type DType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_k' | 'q5_k' | 'q6_k' | 'q8_k';
 
 export interface DTypeInfo {
   readonly name: DType;
@@ -26,6 +28,10 @@ export const DTYPES: Readonly<Record<DType, DTypeInfo>> = {
   q5_0: { name: 'q5_0', blockSize: 32, blockBytes: 22, ggmlType: 6 },
   q5_1: { name: 'q5_1', blockSize: 32, blockBytes: 24, ggmlType: 7 },
   q8_0: { name: 'q8_0', blockSize: 32, blockBytes: 34, ggmlType: 8 },
+  q4_k: { name: 'q4_k', blockSize: 256, blockBytes: 144, ggmlType: 12 },
+  q5_k: { name: 'q5_k', blockSize: 256, blockBytes: 176, ggmlType: 13 },
+  q6_k: { name: 'q6_k', blockSize: 256, blockBytes: 210, ggmlType: 14 },
+  q8_k: { name: 'q8_k', blockSize: 256, blockBytes: 292, ggmlType: 15 },
   bf16: { name: 'bf16', blockSize: 1, blockBytes: 2, ggmlType: 30 },
 };
 

@@ -6,6 +6,7 @@
  */
 import { bf16ToF32, f16ToF32, f32ToF16 } from './f16.js';
 import { DTYPES, type DType } from './dtype.js';
+import { dequantizeK, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K, quantizeQ8_K } from './quant-k.js';
 import { RequestError } from '../errors.js';
 import { dequantizeLegacy, quantizeLegacy } from './quant-legacy.js';
 
@@ -98,13 +99,22 @@ export function dequantize(dtype: DType, bytes: Uint8Array, start: number, count
     case 'q5_0':
     case 'q5_1':
       return dequantizeLegacy(dtype, bytes, start, count, out, outOffset);
+    case 'q4_k':
+    case 'q5_k':
+    case 'q6_k':
+    case 'q8_k':
+      return dequantizeK(dtype, bytes, start, count, out, outOffset);
   }
 }
 
-/** GGUF's general.file_type (llama.cpp's LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q4_1, MOSTLY_Q8_0, MOSTLY_Q5_0, MOSTLY_Q5_1) for a model mostly of that type. */
-export const GGUF_FILE_TYPE = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9 } as const;
+/** GGUF's general.file_type (llama.cpp's LLAMA_FTYPE_*) for a model mostly of that type. */
+export const GGUF_FILE_TYPE = {
+  f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9,
+  // llama.cpp's MOSTLY_Q4_K_S .. MOSTLY_Q6_K; files of plain q4_k / q5_k weights carry the _S number
+  q4_k_s: 14, q4_k_m: 15, q5_k_s: 16, q5_k_m: 17, q4_k: 14, q5_k: 16, q6_k: 18,
+} as const;
 
-/** Write f32 `values` into `dst` as `dtype` (f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1; the quantized types with ggml's rounding). */
+/** Write f32 `values` into `dst` as `dtype` (f32, f16, a 32-block type or a K-quant; the quantized types with ggml's rounding). */
 export function encodeValues(dtype: DType, values: Float32Array, dst: Uint8Array): void {
   switch (dtype) {
     case 'f32':
@@ -123,6 +133,14 @@ export function encodeValues(dtype: DType, values: Float32Array, dst: Uint8Array
     case 'q5_0':
     case 'q5_1':
       return quantizeLegacy(dtype, values, values.length, dst);
+    case 'q4_k':
+      return quantizeQ4_K(values, values.length, dst);
+    case 'q5_k':
+      return quantizeQ5_K(values, values.length, dst);
+    case 'q6_k':
+      return quantizeQ6_K(values, values.length, dst);
+    case 'q8_k':
+      return quantizeQ8_K(values, values.length, dst);
     default:
       throw new RequestError('invalid_dtype', 'dtype', `cannot write ${dtype} values`);
   }

@@ -16,6 +16,7 @@ import type { AttentionParams, Backend, RopeParams } from '../backend.js';
 import { RequestError } from '../../errors.js';
 import { byteSize, DTYPES, type DType } from '../../tensor/dtype.js';
 import { isLegacyType } from '../../tensor/quant-legacy.js';
+import { isKQuant } from '../../tensor/quant-k.js';
 import { numel, Tensor, type Shape } from '../../tensor/tensor.js';
 import { MAX_BYTES, WasmHeap } from './memory.js';
 import { chooseVariant, compileKernels, type WasmVariant, type WasmVariantOption } from './module.js';
@@ -44,6 +45,7 @@ export const KERNELS = [
   'matmul_q4_1', 'matmul_q5_0', 'matmul_q5_1', 'q8_1_sums',
   'attention', 'rmsnorm', 'rope', 'softmax', 'swiglu', 'gelu', 'add', 'mul', 'f32_to_f16',
   'f32_to_q8_0',
+  'quantize_q8_k', 'matmul_q4_k', 'matmul_q5_k', 'matmul_q6_k',
 ] as const;
 type KernelName = (typeof KERNELS)[number];
 const OP = Object.fromEntries(KERNELS.map((name, i) => [name, i])) as Record<KernelName, number>;
@@ -57,6 +59,9 @@ interface KernelExports {
   q4_1_to_f32(dst: number, src: number, nb: number): void;
   q5_0_to_f32(dst: number, src: number, nb: number): void;
   q5_1_to_f32(dst: number, src: number, nb: number): void;
+  q4_k_to_f32(dst: number, src: number, nb: number): void;
+  q5_k_to_f32(dst: number, src: number, nb: number): void;
+  q6_k_to_f32(dst: number, src: number, nb: number): void;
 }
 
 /**
@@ -212,6 +217,18 @@ export class WasmBackend implements Backend {
       else this.run('matmul_q4_0', [o, eo, q8, d, s, wp, M, N, K], N, 4, work);
       return;
     }
+    if (isKQuant(w.dtype)) {
+      // activations quantized to Q8_K once: per 256-block 512 bytes of quants, f32 d, 48 bytes of sums (assembly/matmul-k.ts)
+      // then 256 bytes per thread for the kernel
+      const blocks = (M * K) / 256;
+      const xq = this.scratch(align64(blocks * 512) + align64(blocks * 4) + align64(blocks * 48) + this.threads * 256);
+      const xd = xq + align64(blocks * 512);
+      const xs = xd + align64(blocks * 4);
+      this.run('quantize_q8_k', [xq, xd, xs, xp, K], M, 1, prepWork);
+      this.run(`matmul_${w.dtype}`, [o, xq, xd, xs, wp, M, N, K, xs + align64(blocks * 48)], N, 4, work);
+      return;
+    }
+    if (w.dtype === 'q8_k') throw new RequestError('unsupported_dtype', 'w', 'q8_k is an activation type; no matmul takes q8_k weights (as in ggml)');
     // scratch: [x rounded (f16/bf16)] [x · 2^112 (f16, M = 1)] [x row pairs packed (M > 1)] [per thread: 4 packed weight rows]
     const xBytes = align64(M * K * 4);
     const rounded = w.dtype === 'f32' ? 0 : xBytes;
@@ -266,6 +283,13 @@ export class WasmBackend implements Backend {
         case 'q5_1':
           this.k.q5_1_to_f32(dst, src, D / 32);
           break;
+        case 'q4_k':
+        case 'q5_k':
+        case 'q6_k':
+          this.k[`${table.dtype}_to_f32`](dst, src, D / 256);
+          break;
+        case 'q8_k':
+          throw new RequestError('unsupported_dtype', 'table', 'q8_k is an activation type, not a table type');
       }
     }
   }

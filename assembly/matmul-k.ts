@@ -1,0 +1,541 @@
+// K-quant matrix products out[m, n] = Σ_k x[m, k] · w[n, k] for Q4_K, Q5_K and Q6_K weights (the
+// GGUF block layouts, see src/tensor/quant-k.ts), against activations quantized once per row to
+// Q8_K by quantize_q8_k, as ggml's CPU backend does.
+//
+// Per 256-value super-block and weight row the kernels form ggml's integer sums exactly:
+//   Q4_K / Q5_K: isum = Σ_j sc_j·Σ q·q8,  msum = Σ_j m_j·(Σ q8 over sub-block j)
+//   Q6_K:        isum = Σ_j sc_j·Σ q·q8 − 32·Σ_j sc_j·(Σ q8 over sub-block j)   (q unsigned, 0..63)
+// and add  f32(isum)·(d·dx) − f32(msum)·(dmin·dx)  to an f32 running sum, block after block. Four
+// weight rows share each x block and take that float step as the four lanes of one vector; a lone
+// row takes the same steps on scalars. So every output element has one fixed sequence whatever the
+// thread split or M, and with no fused multiply-add in it, both builds give the same bits.
+//
+// The integer sums: the relaxed build multiplies i8 activations with the unsigned quants (0..63,
+// valid i7 operands) by i16x8.relaxed_dot_i8x16_i7x16_s; the SIMD build cuts the quants out of
+// 16-bit lanes, which yields even and odd values apart, and multiplies them with i16 activations
+// stored in that order. Either way a sub-block's products are summed in i16 lanes (at most
+// 2·2·127·31 or 2·127·63 = 16002, no overflow) and scaled by one i32x4.dot_i16x8_s with the scale.
+//
+// Weight kinds are compile-time type parameters: u8 = Q4_K, u16 = Q5_K, u32 = Q6_K.
+import { f16, f16x4, hsum4i, hsumi } from './simd';
+
+/** Bytes of x rows one m-block keeps hot in L2 while the weight rows stream past. */
+const X_BLOCK_BYTES: i32 = 256 * 1024;
+
+// Prepared activations, per 256-value block (quantize_q8_k writes them):
+/** Quants: the relaxed build 256 × i8 in order, the SIMD build 256 × i16 in even/odd order per 16 values. */
+const XQ_BYTES: usize = 512;
+/** Sums of the quants: 16 × i16 over each 16 values, then 8 × i16 over each 32. */
+const XS_BYTES: usize = 48;
+
+// ---- activations -----------------------------------------------------------------------------
+
+/**
+ * Quantize rows [m0, m1) of x (K a multiple of 256) to Q8_K as ggml does for activations and
+ * tensor/quant-k.ts quantizeQ8_K reproduces: per block of 256, max = the first value of largest
+ * magnitude, iscale = −127/max (f32), q = min(127, round-half-even(f32(x · iscale))), d = 1/iscale.
+ * Writes per block: the quants at xq (XQ_BYTES apart, in this build's form), d at xd (f32), and the
+ * sums of the quants at xs (XS_BYTES apart). An all-zero block gets zeros everywhere.
+ */
+export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32, m0: i32, m1: i32): void {
+  const nb = K >> 8;
+  for (let b = m0 * nb, end = m1 * nb; b < end; b++) {
+    const src = x + (<usize>b << 10);
+    const q = xq + <usize>b * XQ_BYTES;
+    const bs = xs + <usize>b * XS_BYTES;
+    let amaxv = f32x4.splat(0);
+    for (let j: usize = 0; j < 1024; j += 16) amaxv = f32x4.max(amaxv, f32x4.abs(v128.load(src + j)));
+    const amax = max(max(f32x4.extract_lane(amaxv, 0), f32x4.extract_lane(amaxv, 1)), max(f32x4.extract_lane(amaxv, 2), f32x4.extract_lane(amaxv, 3)));
+    if (amax == 0) {
+      memory.fill(q, 0, XQ_BYTES);
+      memory.fill(bs, 0, XS_BYTES);
+      store<f32>(xd + (<usize>b << 2), 0);
+      continue;
+    }
+    const iscale: f32 = <f32>-127.0 / firstWithMagnitude(src, amax);
+    store<f32>(xd + (<usize>b << 2), <f32>1.0 / iscale);
+    const s = f32x4.splat(iscale);
+    for (let k: usize = 0; k < 16; k += 4) {
+      // groups of 16 values k..k+3: their quants, and their sums
+      const sums = hsum4i(group16(src, q, k, s), group16(src, q, k + 1, s), group16(src, q, k + 2, s), group16(src, q, k + 3, s));
+      v128.store64_lane(bs + (k << 1), i16x8.narrow_i32x4_s(sums, sums), 0);
+      const pairs = i32x4.add(v128.shuffle<i32>(sums, sums, 0, 2, 0, 2), v128.shuffle<i32>(sums, sums, 1, 3, 1, 3));
+      v128.store32_lane(bs + 32 + k, i16x8.narrow_i32x4_s(pairs, pairs), 0);
+    }
+  }
+}
+
+/**
+ * Quantize group g (16 values) of the block at src with scale s and store its quants in the block
+ * at q in this build's form; returns their sum as four i32 lanes to add up.
+ */
+// @ts-ignore: decorator
+@inline function group16(src: usize, q: usize, g: usize, s: v128): v128 {
+  const p = src + (g << 6);
+  const lim = i16x8.splat(127);
+  const a = i16x8.min_s(i16x8.narrow_i32x4_s(quant4(v128.load(p), s), quant4(v128.load(p, 16), s)), lim);
+  const c = i16x8.min_s(i16x8.narrow_i32x4_s(quant4(v128.load(p, 32), s), quant4(v128.load(p, 48), s)), lim);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    v128.store(q + (g << 4), i8x16.narrow_i16x8_s(a, c));
+  } else {
+    const o = q + (g << 5);
+    v128.store(o, v128.shuffle<i16>(a, c, 0, 2, 4, 6, 8, 10, 12, 14));
+    v128.store(o, v128.shuffle<i16>(a, c, 1, 3, 5, 7, 9, 11, 13, 15), 16);
+  }
+  return i32x4.extadd_pairwise_i16x8_s(i16x8.add(a, c));
+}
+
+/** The first of the 256 values at src whose magnitude is amax (its sign sets the scale's sign). */
+// @ts-ignore: decorator
+@inline function firstWithMagnitude(src: usize, amax: f32): f32 {
+  const av = f32x4.splat(amax);
+  for (let j: usize = 0; j < 1024; j += 16) {
+    if (v128.any_true(f32x4.eq(f32x4.abs(v128.load(src + j)), av))) {
+      for (let i: usize = 0; i < 16; i += 4) {
+        const v = load<f32>(src + j + i);
+        if (abs(v) == amax) return v;
+      }
+    }
+  }
+  return amax; // not reached for finite values
+}
+
+/** round-half-even(f32(x · s)) for four lanes (the product rounded to f32, as C's float multiply). */
+// @ts-ignore: decorator
+@inline function quant4(x: v128, s: v128): v128 {
+  return i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x, s)));
+}
+
+// ---- scales ----------------------------------------------------------------------------------
+
+/**
+ * The 8 six-bit sub-block scales, then the 8 mins, of a Q4_K/Q5_K block (12 scale bytes at s) as
+ * u8 lanes. Bytes 0..3 hold sc0..3 in their low 6 bits, bytes 4..7 m0..3; bytes 8..11 hold the low
+ * 4 bits of sc4..7 (low nibbles) and m4..7 (high nibbles), whose top 2 bits are the top bits of
+ * bytes 0..3 and 4..7.
+ */
+// @ts-ignore: decorator
+@inline function scalesMinsK(s: usize): v128 {
+  const a = load<u32>(s);
+  const b = load<u32>(s, 4);
+  const c = load<u32>(s, 8);
+  let v = i32x4.splat(a & 0x3f3f3f3f);
+  v = i32x4.replace_lane(v, 1, (c & 0x0f0f0f0f) | ((a >> 2) & 0x30303030));
+  v = i32x4.replace_lane(v, 2, b & 0x3f3f3f3f);
+  return i32x4.replace_lane(v, 3, ((c >> 4) & 0x0f0f0f0f) | ((b >> 2) & 0x30303030));
+}
+
+/** Four f16 values (at p0..p3) as f32 lanes. */
+// @ts-ignore: decorator
+@inline function f16Lanes(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
+  let v = v128.load16_lane(p0, i32x4.splat(0), 0);
+  v = v128.load16_lane(p1, v, 1);
+  v = v128.load16_lane(p2, v, 2);
+  v = v128.load16_lane(p3, v, 3);
+  return f16x4(i32x4.extend_low_i16x8_s(v));
+}
+
+// ---- integer sums of one super-block ---------------------------------------------------------
+
+/** i16 pair sums of 16 activations (i8 at x) times 16 unsigned quants (bytes). */
+// @ts-ignore: decorator
+@inline function dot16(x: usize, q: v128): v128 {
+  return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x), q);
+}
+
+/**
+ * acc + the scaled sums of a 64-value chunk of Q4_K/Q5_K: sub-block A (values 0..31) and B (32..63),
+ * with 4-bit quants in the low (A) and high (B) nibbles of the 32 bytes at q and, for Q5_K
+ * (five), their 5th bits in bits 0 (A) and 1 (B) of the 32 bytes at h after a shift right by
+ * `shift`. x: the chunk's activations (relaxed: i8 in order; SIMD: i16 even/odd per 16). s2: the
+ * two scales, A's in both i16 halves of i32 lane 0 and B's in lane 1 (see pairScales).
+ */
+// @ts-ignore: decorator
+@inline function chunkQ45(acc: v128, q: usize, h: usize, shift: i32, five: bool, x: usize, s2: v128, tmp: usize): v128 {
+  const b0 = v128.load(q);
+  const b1 = v128.load(q, 16);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const m = i8x16.splat(0x0f);
+    let a0 = v128.and(b0, m);
+    let a1 = v128.and(b1, m);
+    let c0 = v128.and(i16x8.shr_u(b0, 4), m); // (i8x16.shr_u costs V8 a mask of its own)
+    let c1 = v128.and(i16x8.shr_u(b1, 4), m);
+    if (five) {
+      // move bit 0 (A) and bit 1 (B) of each shifted qh byte to bit 4; 16-bit shifts, then a byte mask
+      const bit = i8x16.splat(0x10);
+      const h0 = i16x8.shr_u(v128.load(h), shift);
+      const h1 = i16x8.shr_u(v128.load(h, 16), shift);
+      a0 = v128.or(a0, v128.and(i16x8.shl(h0, 4), bit));
+      a1 = v128.or(a1, v128.and(i16x8.shl(h1, 4), bit));
+      c0 = v128.or(c0, v128.and(i16x8.shl(h0, 3), bit));
+      c1 = v128.or(c1, v128.and(i16x8.shl(h1, 3), bit));
+    }
+    const pA = i16x8.add(dot16(x, a0), dot16(x + 16, a1));
+    const pB = i16x8.add(dot16(x + 32, c0), dot16(x + 48, c1));
+    const sA = v128.shuffle<i32>(s2, s2, 0, 0, 0, 0);
+    const sB = v128.shuffle<i32>(s2, s2, 1, 1, 1, 1);
+    return i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(pA, sA), i32x4.dot_i16x8_s(pB, sB)));
+  } else {
+    // 16-bit lane l holds bytes 2l and 2l+1: even value 2l in bits 0..3 (A) and 4..7 (B), odd
+    // value 2l+1 in bits 8..11 (A) and 12..15 (B). Cut out by shift pairs rather than masks (V8
+    // materializes a v128 constant at each use). The 5th bits (Q5_K): even values' in bits 0 (A)
+    // and 1 (B) of the shifted qh lane, odd values' in bits 8 and 9.
+    const bit = i16x8.splat(0x10);
+    let h0 = i32x4.splat(0);
+    let h1 = h0;
+    if (five) {
+      h0 = i16x8.shr_u(v128.load(h), shift);
+      h1 = i16x8.shr_u(v128.load(h, 16), shift);
+    }
+    let e0 = nibble(b0, 0);
+    let o0 = nibble(b0, 8);
+    let e1 = nibble(b1, 0);
+    let o1 = nibble(b1, 8);
+    if (five) {
+      e0 = v128.or(e0, v128.and(i16x8.shl(h0, 4), bit));
+      o0 = v128.or(o0, v128.and(i16x8.shr_u(h0, 4), bit));
+      e1 = v128.or(e1, v128.and(i16x8.shl(h1, 4), bit));
+      o1 = v128.or(o1, v128.and(i16x8.shr_u(h1, 4), bit));
+    }
+    // i32 sums of 8 products per lane (at most 8·31·127 = 31496)
+    const tA = dot4(e0, o0, e1, o1, x);
+    // A's sums go through memory: V8 cannot move B's loads above this store, so it does not load all
+    // ten vectors of the chunk first (it schedules loads early, and ten at once spill)
+    v128.store(tmp, tA);
+    e0 = nibble(b0, 4);
+    o0 = i16x8.shr_u(b0, 12);
+    e1 = nibble(b1, 4);
+    o1 = i16x8.shr_u(b1, 12);
+    if (five) {
+      e0 = v128.or(e0, v128.and(i16x8.shl(h0, 3), bit));
+      o0 = v128.or(o0, v128.and(i16x8.shr_u(h0, 5), bit));
+      e1 = v128.or(e1, v128.and(i16x8.shl(h1, 3), bit));
+      o1 = v128.or(o1, v128.and(i16x8.shr_u(h1, 5), bit));
+    }
+    const tB = dot4(e0, o0, e1, o1, x + 64);
+    // both narrowed to i16 without loss, so one dot product scales them: lanes 0..3 by sc_A, 4..7 by sc_B
+    return i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.narrow_i32x4_s(v128.load(tmp), tB), v128.shuffle<i32>(s2, s2, 0, 0, 1, 1)));
+  }
+}
+
+/** Σ of four i16 vectors times the four i16 activation vectors at x, as i32 lanes. */
+// @ts-ignore: decorator
+@inline function dot4(a: v128, b: v128, c: v128, d: v128, x: usize): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(a, v128.load(x)), i32x4.dot_i16x8_s(b, v128.load(x, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(c, v128.load(x, 32)), i32x4.dot_i16x8_s(d, v128.load(x, 48))),
+  );
+}
+
+/** Bits at..at+3 of each 16-bit lane, as the lane's value (two shifts, no mask constant). */
+// @ts-ignore: decorator
+@inline function nibble(v: v128, at: i32): v128 {
+  return i16x8.shr_u(i16x8.shl(v, 12 - at), 12);
+}
+
+/** Bytes of one 64-value chunk of prepared activations. */
+// @ts-ignore: decorator
+@inline function chunkX(): usize {
+  return ASC_FEATURE_RELAXED_SIMD ? 64 : 128;
+}
+
+/**
+ * Scales as i32 lanes holding one scale in both i16 halves: pairScales(v, false) for i16 lanes
+ * 0..3 of v, (v, true) for lanes 4..7. Then one pshufd splats a scale, or spreads two over halves.
+ */
+// @ts-ignore: decorator
+@inline function pairScales(v: v128, high: bool): v128 {
+  return high ? v128.shuffle<i16>(v, v, 4, 4, 5, 5, 6, 6, 7, 7) : v128.shuffle<i16>(v, v, 0, 0, 1, 1, 2, 2, 3, 3);
+}
+
+/**
+ * A Q4_K (five = false) or Q5_K block at w: stores Σ_j sc_j·Σ q·q8 at out and Σ_j m_j·(Σ q8 over
+ * sub-block j) at out + 64, each as four i32 lanes to add up. tmp: 16 bytes of scratch. The chunks
+ * go in a loop, not unrolled: V8 would hoist all their loads together and spill them.
+ */
+// @ts-ignore: decorator
+@inline function blockQ45(w: usize, x: usize, xs: usize, five: bool, out: usize, tmp: usize): void {
+  const sm = scalesMinsK(w + 4);
+  const sc = i16x8.extend_low_i8x16_u(sm);
+  v128.store(out, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm), v128.load(xs, 32)), 64);
+  let s2 = pairScales(sc, false); // the current chunk's two scales in i32 lanes 0, 1
+  let q = w + (five ? 48 : 16);
+  const h = w + 16;
+  let acc = i32x4.splat(0);
+  for (let shift = 0; shift < 8; shift += 2) {
+    if (shift == 4) s2 = pairScales(sc, true);
+    acc = chunkQ45(acc, q, h, shift, five, x, s2, tmp);
+    s2 = v128.shuffle<i32>(s2, s2, 2, 3, 2, 3);
+    q += 32;
+    x += chunkX();
+  }
+  v128.store(out, acc);
+}
+
+/**
+ * acc + the scaled sums of 16 values in each quarter of a 128-value half of a Q6_K block: low
+ * nibbles at ql (quarter 0) and ql + 32 (1), high nibbles of the same bytes (2, 3), their two high
+ * bits in bit pairs 0..3 of the 16 bytes at qh. x: the first quarter's 16 activations; s1..s4 the
+ * four sub-blocks' scales (i16 splats).
+ */
+// @ts-ignore: decorator
+@inline function quadQ6(acc: v128, ql: usize, qh: usize, x: usize, s1: v128, s2: v128, s3: v128, s4: v128): v128 {
+  const a = v128.load(ql);
+  const b = v128.load(ql, 32);
+  const h = v128.load(qh);
+  let p1: v128;
+  let p2: v128;
+  let p3: v128;
+  let p4: v128;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // bit pair k of each qh byte to bits 4..5: 16-bit shifts, then a byte mask
+    const m = i8x16.splat(0x0f);
+    const top = i8x16.splat(0x30);
+    p1 = dot16(x, v128.or(v128.and(a, m), v128.and(i16x8.shl(h, 4), top)));
+    p2 = dot16(x + 32, v128.or(v128.and(b, m), v128.and(i16x8.shl(h, 2), top)));
+    p3 = dot16(x + 64, v128.or(i8x16.shr_u(a, 4), v128.and(h, top)));
+    p4 = dot16(x + 96, v128.or(i8x16.shr_u(b, 4), v128.and(i16x8.shr_u(h, 2), top)));
+  } else {
+    // even values from bytes 2l (bits 0..7 of lane l), odd values from bytes 2l+1 (bits 8..15)
+    const m = i16x8.splat(0x0f);
+    const top = i16x8.splat(0x30);
+    const q1e = v128.or(v128.and(a, m), v128.and(i16x8.shl(h, 4), top));
+    const q1o = v128.or(v128.and(i16x8.shr_u(a, 8), m), v128.and(i16x8.shr_u(h, 4), top));
+    const q2e = v128.or(v128.and(b, m), v128.and(i16x8.shl(h, 2), top));
+    const q2o = v128.or(v128.and(i16x8.shr_u(b, 8), m), v128.and(i16x8.shr_u(h, 6), top));
+    const q3e = v128.or(v128.and(i16x8.shr_u(a, 4), m), v128.and(h, top));
+    const q3o = v128.or(i16x8.shr_u(a, 12), v128.and(i16x8.shr_u(h, 8), top));
+    const q4e = v128.or(v128.and(i16x8.shr_u(b, 4), m), v128.and(i16x8.shr_u(h, 2), top));
+    const q4o = v128.or(i16x8.shr_u(b, 12), v128.and(i16x8.shr_u(h, 10), top));
+    p1 = i16x8.add(i16x8.mul(q1e, v128.load(x)), i16x8.mul(q1o, v128.load(x, 16)));
+    p2 = i16x8.add(i16x8.mul(q2e, v128.load(x, 64)), i16x8.mul(q2o, v128.load(x, 80)));
+    p3 = i16x8.add(i16x8.mul(q3e, v128.load(x, 128)), i16x8.mul(q3o, v128.load(x, 144)));
+    p4 = i16x8.add(i16x8.mul(q4e, v128.load(x, 192)), i16x8.mul(q4o, v128.load(x, 208)));
+  }
+  acc = i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(p1, s1), i32x4.dot_i16x8_s(p2, s2)));
+  return i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(p3, s3), i32x4.dot_i16x8_s(p4, s4)));
+}
+
+/** Stores Σ_j sc_j·Σ (q − 32)·q8 of a Q6_K block at w at out, as four i32 lanes to add up (a loop, as blockQ45). */
+// @ts-ignore: decorator
+@inline function blockQ6(w: usize, x: usize, xs: usize, out: usize): void {
+  const scv = v128.load(w, 192);
+  const lo = i16x8.extend_low_i8x16_s(scv); // sub-blocks 0..7 (values 0..127)
+  const hi = i16x8.extend_high_i8x16_s(scv); // 8..15
+  const cx: usize = ASC_FEATURE_RELAXED_SIMD ? 16 : 32; // activations of 16 values
+  let acc = i32x4.splat(0);
+  // step i: values 16c..16c+15 (c = i & 1) of each quarter k of half i >> 1, sub-block 8·half + 2k + c;
+  // a and b hold the step's scales for quarters 0, 1 in i32 lanes 0, 2 and for quarters 2, 3 likewise
+  let a = pairScales(lo, false);
+  let b = pairScales(lo, true);
+  for (let i: usize = 0; i < 4; i++) {
+    if (i == 2) {
+      a = pairScales(hi, false);
+      b = pairScales(hi, true);
+    }
+    const half = i >> 1;
+    const c = i & 1;
+    acc = quadQ6(
+      acc, w + (half << 6) + (c << 4), w + 128 + (half << 5) + (c << 4), x + (half * 8 + c) * cx,
+      v128.shuffle<i32>(a, a, 0, 0, 0, 0), v128.shuffle<i32>(a, a, 2, 2, 2, 2),
+      v128.shuffle<i32>(b, b, 0, 0, 0, 0), v128.shuffle<i32>(b, b, 2, 2, 2, 2),
+    );
+    a = v128.shuffle<i32>(a, a, 1, 2, 3, 0); // c = 1 takes the odd sub-blocks
+    b = v128.shuffle<i32>(b, b, 1, 2, 3, 0);
+  }
+  // the −32 offset of every quant, through the sums of q8 over each 16
+  const offset = i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(xs)), i32x4.dot_i16x8_s(hi, v128.load(xs, 16)));
+  v128.store(out, i32x4.sub(acc, i32x4.shl(offset, 5)));
+}
+
+/**
+ * The integer sums of one super-block for weight kind T, as i32 lanes to add up: isum at out and,
+ * for Q4_K/Q5_K, msum at out + 64. tmp: 16 bytes of scratch.
+ */
+// @ts-ignore: decorator
+@inline function blockK<T>(w: usize, x: usize, xs: usize, out: usize, tmp: usize): void {
+  if (sizeof<T>() == 4) blockQ6(w, x, xs, out);
+  else blockQ45(w, x, xs, sizeof<T>() == 2, out, tmp);
+}
+
+// ---- rows ------------------------------------------------------------------------------------
+
+// @ts-ignore: decorator
+@inline function blockBytes<T>(): usize {
+  return sizeof<T>() == 4 ? 210 : sizeof<T>() == 2 ? 176 : 144;
+}
+
+/** Byte offset of the super-block scale d in a block (Q6_K keeps it last). */
+// @ts-ignore: decorator
+@inline function dOffset<T>(): usize {
+  return sizeof<T>() == 4 ? 208 : 0;
+}
+
+/**
+ * out[0..4] = four K-quant weight rows (rowBytes apart) · one prepared x row of nb blocks. The rows
+ * go one after the other (a loop: unrolled, V8 keeps a whole block of x in registers and spills),
+ * each leaving its integer lanes in this thread's scratch at tmp, summed four rows at a time.
+ */
+// @ts-ignore: decorator
+@inline function rows4K<T>(out: usize, xq: usize, xd: usize, xs: usize, w: usize, rowBytes: usize, nb: i32, tmp: usize): void {
+  const Q6: bool = sizeof<T>() == 4;
+  const dOff = dOffset<T>();
+  const w1 = w + rowBytes;
+  const w2 = w1 + rowBytes;
+  const w3 = w2 + rowBytes;
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const o = <usize>b * blockBytes<T>();
+    for (let r: usize = 0; r < 4; r++) blockK<T>(w + o + r * rowBytes, xq, xs, tmp + (r << 4), tmp + 128);
+    const isum = hsum4i(v128.load(tmp), v128.load(tmp, 16), v128.load(tmp, 32), v128.load(tmp, 48));
+    const dx = v128.load32_splat(xd);
+    let y = f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(f16Lanes(w + o + dOff, w1 + o + dOff, w2 + o + dOff, w3 + o + dOff), dx));
+    if (!Q6) {
+      const msum = hsum4i(v128.load(tmp, 64), v128.load(tmp, 80), v128.load(tmp, 96), v128.load(tmp, 112));
+      y = f32x4.sub(y, f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.mul(f16Lanes(w + o + 2, w1 + o + 2, w2 + o + 2, w3 + o + 2), dx)));
+    }
+    acc = f32x4.add(acc, y);
+    xq += XQ_BYTES;
+    xd += 4;
+    xs += XS_BYTES;
+  }
+  v128.store(out, acc);
+}
+
+/** One K-quant weight row · one prepared x row: rows4K's per-lane arithmetic on scalars. */
+// @ts-ignore: decorator
+@inline function rowK<T>(xq: usize, xd: usize, xs: usize, w: usize, nb: i32, tmp: usize): f32 {
+  const Q6: bool = sizeof<T>() == 4;
+  let acc: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const dx = load<f32>(xd);
+    blockK<T>(w, xq, xs, tmp, tmp + 128);
+    let y = <f32>hsumi(v128.load(tmp)) * (f16(load<u16>(w + dOffset<T>())) * dx);
+    if (!Q6) y -= <f32>hsumi(v128.load(tmp, 64)) * (f16(load<u16>(w + 2)) * dx);
+    acc += y;
+    w += blockBytes<T>();
+    xq += XQ_BYTES;
+    xd += 4;
+    xs += XS_BYTES;
+  }
+  return acc;
+}
+
+/**
+ * The K-quant matmul over prepared activations (quantize_q8_k): weight rows [n0, n1). For M > 1
+ * each group of four weight rows stays in L1 while the x rows of an L2-sized block go past it.
+ * scratch: 256 bytes per thread.
+ */
+// @ts-ignore: decorator
+@inline function matmulK<T>(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, scratch: usize, n0: i32, n1: i32, tid: i32): void {
+  const nb = K >> 8;
+  const tmp = scratch + (<usize>tid << 8);
+  const rowBytes = <usize>nb * blockBytes<T>();
+  const ldo = <usize>N << 2;
+  const mBlock = max(1, X_BLOCK_BYTES / max(1, nb * <i32>(XQ_BYTES + XS_BYTES + 4)));
+  for (let m0 = 0; m0 < M; m0 += mBlock) {
+    const m1 = min(M, m0 + mBlock);
+    let n = n0;
+    for (; n + 4 <= n1; n += 4) {
+      const wn = w + <usize>n * rowBytes;
+      for (let m = m0; m < m1; m++) {
+        const b = <usize>m * nb;
+        rows4K<T>(out + <usize>m * ldo + (<usize>n << 2), xq + b * XQ_BYTES, xd + (b << 2), xs + b * XS_BYTES, wn, rowBytes, nb, tmp);
+      }
+    }
+    for (; n < n1; n++) {
+      const wn = w + <usize>n * rowBytes;
+      for (let m = m0; m < m1; m++) {
+        const b = <usize>m * nb;
+        store<f32>(out + <usize>m * ldo + (<usize>n << 2), rowK<T>(xq + b * XQ_BYTES, xd + (b << 2), xs + b * XS_BYTES, wn, nb, tmp));
+      }
+    }
+  }
+}
+
+export function matmul_q4_k(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, scratch: usize, n0: i32, n1: i32, tid: i32): void {
+  matmulK<u8>(out, xq, xd, xs, w, M, N, K, scratch, n0, n1, tid);
+}
+
+export function matmul_q5_k(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, scratch: usize, n0: i32, n1: i32, tid: i32): void {
+  matmulK<u16>(out, xq, xd, xs, w, M, N, K, scratch, n0, n1, tid);
+}
+
+export function matmul_q6_k(out: usize, xq: usize, xd: usize, xs: usize, w: usize, M: i32, N: i32, K: i32, scratch: usize, n0: i32, n1: i32, tid: i32): void {
+  matmulK<u32>(out, xq, xd, xs, w, M, N, K, scratch, n0, n1, tid);
+}
+
+// ---- rows to f32 (getRows) -------------------------------------------------------------------
+
+/** Four bytes at p as u32 lanes. */
+// @ts-ignore: decorator
+@inline function bytes4(p: usize): v128 {
+  return i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(p)));
+}
+
+/** dst (f32) = nb Q4_K (five = false) or Q5_K blocks at src: (d·sc_j)·q − dmin·m_j, in f32 as ggml. */
+// @ts-ignore: decorator
+@inline function q45ToF32(dst: usize, src: usize, nb: i32, five: bool): void {
+  const bb: usize = five ? 176 : 144;
+  for (let b = 0; b < nb; b++) {
+    const blk = src + <usize>b * bb;
+    const d = f16(load<u16>(blk));
+    const dmin = f16(load<u16>(blk, 2));
+    const qs = blk + (five ? 48 : 16);
+    const a = load<u32>(blk, 4);
+    const bw = load<u32>(blk, 8);
+    const c = load<u32>(blk, 12);
+    const sc03 = a & 0x3f3f3f3f;
+    const sc47 = (c & 0x0f0f0f0f) | ((a >> 2) & 0x30303030);
+    const m03 = bw & 0x3f3f3f3f;
+    const m47 = ((c >> 4) & 0x0f0f0f0f) | ((bw >> 2) & 0x30303030);
+    const o = dst + (<usize>b << 10);
+    for (let j = 0; j < 8; j++) {
+      const shift = <u32>(j & 3) << 3;
+      const sc = ((j < 4 ? sc03 : sc47) >> shift) & 0xff;
+      const mn = ((j < 4 ? m03 : m47) >> shift) & 0xff;
+      const dj = f32x4.splat(d * <f32>sc);
+      const mj = f32x4.splat(dmin * <f32>mn);
+      const q = qs + (<usize>(j >> 1) << 5);
+      for (let l: usize = 0; l < 32; l += 4) {
+        const bytes = bytes4(q + l);
+        let v = j & 1 ? i32x4.shr_u(bytes, 4) : v128.and(bytes, i32x4.splat(0x0f));
+        if (five) v = v128.or(v, i32x4.shl(v128.and(i32x4.shr_u(bytes4(blk + 16 + l), j), i32x4.splat(1)), 4));
+        v128.store(o + ((<usize>(j << 5) + l) << 2), f32x4.sub(f32x4.mul(dj, f32x4.convert_i32x4_s(v)), mj));
+      }
+    }
+  }
+}
+
+export function q4_k_to_f32(dst: usize, src: usize, nb: i32): void {
+  q45ToF32(dst, src, nb, false);
+}
+
+export function q5_k_to_f32(dst: usize, src: usize, nb: i32): void {
+  q45ToF32(dst, src, nb, true);
+}
+
+/** dst (f32) = nb Q6_K blocks at src: (d·sc_j)·(q − 32), in f32 as ggml. */
+export function q6_k_to_f32(dst: usize, src: usize, nb: i32): void {
+  for (let b = 0; b < nb; b++) {
+    const blk = src + <usize>b * 210;
+    const d = f16(load<u16>(blk, 208));
+    const o = dst + (<usize>b << 10);
+    for (let half: usize = 0; half < 2; half++) {
+      const ql = blk + (half << 6);
+      const qh = blk + 128 + (half << 5);
+      for (let quarter: i32 = 0; quarter < 4; quarter++) {
+        const qlq = ql + (<usize>(quarter & 1) << 5);
+        for (let l: usize = 0; l < 32; l += 4) {
+          const v = (half << 7) + (<usize>quarter << 5) + l; // the first of the four values
+          const lowBytes = bytes4(qlq + l);
+          const low = quarter < 2 ? v128.and(lowBytes, i32x4.splat(0x0f)) : i32x4.shr_u(lowBytes, 4);
+          const high = v128.and(i32x4.shr_u(bytes4(qh + l), quarter << 1), i32x4.splat(3));
+          const q = i32x4.sub(v128.or(low, i32x4.shl(high, 4)), i32x4.splat(32));
+          const dsc = f32x4.splat(d * <f32>load<i8>(blk + 192 + (v >> 4)));
+          v128.store(o + (v << 2), f32x4.mul(dsc, f32x4.convert_i32x4_s(q)));
+        }
+      }
+    }
+  }
+}
