@@ -80,7 +80,8 @@ describe('ggml blocks', () => {
   it('maps ggml type numbers', () => {
     expect(dtypeFromGgml(0)).toBe('f32');
     expect(dtypeFromGgml(8)).toBe('q8_0');
-    expect(dtypeFromGgml(12)).toBeUndefined(); // Q4_K: not yet
+    expect(dtypeFromGgml(12)).toBe('q4_k');
+    expect(dtypeFromGgml(11)).toBeUndefined(); // Q3_K: not supported
   });
 });
 
