@@ -6,7 +6,8 @@
  * wasm; `smallmind doctor`.
  *
  * Tolerances, with u = 2^-24 and S = Σ_k |x_k·w_k| over the activations the reference uses:
- *   f32 matmul:        |Δ| ≤ (K + 2)·u·S (f32 accumulation in any order vs the reference's f64)
+ *   f32/f16/bf16 matmul: |Δ| ≤ (K + 2)·u·S (f32 accumulation in any order vs the reference's f64;
+ *                      activations rounded to f16/bf16 first, as the reference does)
  *   q8_0/q4_0 matmul:  the wasm backend's bits exactly (same integer block sums, same f32 steps),
  *                      hence also its tolerance (K/32 + 2)·u·S
  *   attention:         as the wasm kernels: 2e-6 (f32 cache) and 2e-4 (f16 cache) absolute, values ≤ 2
@@ -112,7 +113,7 @@ describe.skipIf(!native.loaded)(`native kernels${skipReason}`, () => {
   const cases: [number, number, number][] = [
     [1, 13, 32], [1, 37, 96], [1, 21, 4096], [2, 9, 96], [2, 37, 32], [5, 37, 96], [5, 13, 4096], [17, 13, 32], [17, 21, 96], [64, 33, 96], [64, 11, 4096],
   ];
-  const dtypes = ['f32', 'q8_0', 'q4_0'] as const;
+  const dtypes = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'] as const;
 
   /** The reference result and the wasm backend's, per case and dtype (computed once for every build). */
   const expected = new Map<string, { x: Uint8Array; w: Uint8Array; want: Float32Array; tol: Float32Array; wasm: Uint8Array }>();
@@ -132,7 +133,7 @@ describe.skipIf(!native.loaded)(`native kernels${skipReason}`, () => {
       });
       const wd = new Float32Array(N * K);
       dequantize(dtype, w, 0, N * K, wd);
-      const steps = dtype === 'f32' ? K : K / 32;
+      const steps = dtype === 'q8_0' || dtype === 'q4_0' ? K / 32 : K;
       const tol = new Float32Array(M * N);
       for (let m = 0; m < M; m++) {
         const xr = prepareActivations(dtype, xs.subarray(m * K, (m + 1) * K));
@@ -176,7 +177,7 @@ describe.skipIf(!native.loaded)(`native kernels${skipReason}`, () => {
           return out;
         });
         expect(same(a!, b!), '1 and 2 threads give the same bits').toBe(true);
-        if (dtype !== 'f32') expect(Buffer.compare(a!.bytes, e.wasm), 'the wasm backend\'s bits').toBe(0);
+        if (dtype === 'q8_0' || dtype === 'q4_0') expect(Buffer.compare(a!.bytes, e.wasm), 'the wasm backend\'s bits').toBe(0);
         expectClose(new Float32Array(a!.f32()), e.want, (i) => e.tol[i]!, `${build} matmul ${dtype} ${M}x${N}x${K}`);
       });
     });
@@ -267,16 +268,24 @@ describe.skipIf(!native.loaded)(`native kernels${skipReason}`, () => {
       expectClose(results[1]!, results[0]!, () => 1e-4, 'attention f16 specials');
     });
 
-    it.each(['f16', 'bf16'] as const)('%s matmuls run on the wasm kernels: the wasm backend\'s bits', (dtype) => {
-      const [M, N, K] = [3, 13, 40];
-      const x = encode('f32', randomValues(M * K, 1, 2));
-      const w = encode(dtype, randomValues(N * K, 2, 0.5));
-      const outs = [two, wasm].map((be: Backend) => {
+    it('matmul with f16 weights handles subnormal, infinite and NaN weights', () => {
+      const [M, N, K] = [2, 6, 21];
+      const bits = new Uint16Array(N * K);
+      const r = rng(31);
+      for (let i = 0; i < bits.length; i++) bits[i] = 0x3000 + Math.floor(r() * 0x1000) + (r() < 0.5 ? 0x8000 : 0);
+      bits.set([0x0001, 0x8001, 0x03ff, 0x7bff, 0x0400, 0xfbff], 0); // subnormals, ±max, min normal
+      bits[K + 9] = 0x7c00; // +inf in row 1
+      bits[2 * K + 3] = 0x7e00; // NaN in row 2
+      bits[4 * K + 20] = 0xfc00; // -inf in row 4's tail
+      const x = encode('f32', randomValues(M * K, 32, 1));
+      const [want, got] = [ref, one, two].map((be: Backend) => {
         const out = be.alloc('f32', [M, N]);
-        be.matmul(out, put(be, 'f32', [M, K], x), put(be, dtype, [N, K], w));
-        return out;
+        be.matmul(out, put(be, 'f32', [M, K], x), put(be, 'f16', [N, K], new Uint8Array(bits.buffer)));
+        return new Float32Array(out.f32());
       });
-      expect(same(outs[0]!, outs[1]!)).toBe(true);
+      const kind = (a: Float32Array) => Array.from(a, (v) => (Number.isFinite(v) ? 'finite' : String(v)));
+      expect(kind(got!)).toEqual(kind(want!));
+      expectClose(got!, want!, (i) => 1e-5 * Math.abs(want![i]!) + 1e-6, 'matmul f16 specials');
     });
   });
 

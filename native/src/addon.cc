@@ -178,18 +178,26 @@ Napi::Value Detach(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-/** matmul_f32(mem, build, out, x, w, M, N, K, n0, n1, tid) */
-Napi::Value MatmulF32(const Napi::CallbackInfo& info) {
+enum class FloatWeights { f32, f16, bf16 };
+
+/** matmul_f32 / matmul_f16 / matmul_bf16(mem, build, out, x, w, M, N, K, n0, n1, tid) */
+template <FloatWeights Kind>
+Napi::Value MatmulFloat(const Napi::CallbackInfo& info) {
   Args a(info);
   uint8_t* base;
   size_t bytes;
   const Kernels* k;
   long M, N, K, n0, n1;
-  float *out, *x, *w;
+  float *out, *x;
+  uint8_t* w;
+  const double wordBytes = Kind == FloatWeights::f32 ? 4.0 : 2.0;
   if (a.memoryAndBuild(0, base, bytes, k) && a.integer(5, 0, 1e9, M) && a.integer(6, 0, 1e9, N) && a.integer(7, 0, 1e9, K) &&
       a.integer(8, 0, static_cast<double>(N), n0) && a.integer(9, static_cast<double>(n0), static_cast<double>(N), n1) &&
-      a.range(2, base, bytes, 4.0 * M * N, out) && a.range(3, base, bytes, 4.0 * M * K, x) && a.range(4, base, bytes, 4.0 * N * K, w)) {
-    k->matmul_f32(out, x, w, M, N, K, n0, n1);
+      a.range(2, base, bytes, 4.0 * M * N, out) && a.range(3, base, bytes, 4.0 * M * K, x) && a.range(4, base, bytes, wordBytes * N * K, w)) {
+    float* scratch = M > 1 ? static_cast<float*>(threadScratch(f32_scratch_bytes())) : nullptr;
+    if (Kind == FloatWeights::f32) k->matmul_f32(out, x, reinterpret_cast<const float*>(w), M, N, K, n0, n1, scratch);
+    if (Kind == FloatWeights::f16) k->matmul_f16(out, x, reinterpret_cast<const uint16_t*>(w), M, N, K, n0, n1, scratch);
+    if (Kind == FloatWeights::bf16) k->matmul_bf16(out, x, reinterpret_cast<const uint16_t*>(w), M, N, K, n0, n1, scratch);
   }
   return info.Env().Undefined();
 }
@@ -309,7 +317,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("detach", Napi::Function::New(env, Detach, "detach"));
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo, "cpuInfo"));
   exports.Set("builds", Napi::Function::New(env, Builds, "builds"));
-  exports.Set("matmul_f32", Napi::Function::New(env, MatmulF32, "matmul_f32"));
+  exports.Set("matmul_f32", Napi::Function::New(env, MatmulFloat<FloatWeights::f32>, "matmul_f32"));
+  exports.Set("matmul_f16", Napi::Function::New(env, MatmulFloat<FloatWeights::f16>, "matmul_f16"));
+  exports.Set("matmul_bf16", Napi::Function::New(env, MatmulFloat<FloatWeights::bf16>, "matmul_bf16"));
   exports.Set("quantize_q8", Napi::Function::New(env, QuantizeQ8, "quantize_q8"));
   exports.Set("matmul_q8_0", Napi::Function::New(env, MatmulQ<false>, "matmul_q8_0"));
   exports.Set("matmul_q4_0", Napi::Function::New(env, MatmulQ<true>, "matmul_q4_0"));

@@ -7,7 +7,8 @@
 // (attention), so the JS thread pool splits work exactly as it does for the wasm kernels.
 //
 // Numerics (see src/backend/backend.ts and assembly/matmul.ts):
-// - f32 matmul: per output element, one vector accumulator over k in blocks of KC values, masked
+// - f32 / f16 / bf16 matmul (x rounded to the weights' precision by the caller; weights widened
+//   to f32 exactly): per output element, one vector accumulator over k in blocks of KC values, masked
 //   for the tail, reduced by a fixed tree and added block by block. The sequence depends only on
 //   the build (vector width), never on M, the tile or the thread split: a batch row equals the
 //   same row alone, bit for bit.
@@ -23,6 +24,12 @@ namespace smallmind {
 
 /** Values per k-block of the f32 matmul: its per-element partial sums are added block by block. */
 constexpr int KC = 1024;
+/** Packed weight rows per chunk (KC values each: 512 KiB, kept in L2) and packed x rows of the f32 matmul. */
+constexpr int F32_CHUNK_ROWS = 128;
+constexpr int F32_X_ROWS = 8;
+
+/** Bytes of per-thread scratch the f32 matmul needs: the packed chunk and x rows. */
+inline size_t f32_scratch_bytes() { return static_cast<size_t>(F32_CHUNK_ROWS + F32_X_ROWS) * KC * 4; }
 
 /** Activations quantized to Q8_0 for quantized matmuls: per 32-value block its values, scale, sum. */
 struct QuantRows {
@@ -42,11 +49,11 @@ struct AttentionArgs {
   int M;
 };
 
-/** Bytes of a repacked panel block: eight rows' 32 values (one i32 lane per row and group of four), then their eight scales. */
-constexpr int PANEL_BLOCK = 8 * 32 + 8 * 4;
-
-/** Bytes of per-thread scratch the quantized matmuls need: one panel of eight weight rows. */
-inline size_t quant_scratch_bytes(int K) { return static_cast<size_t>(K / 32) * PANEL_BLOCK; }
+/**
+ * Bytes of per-thread scratch the quantized matmuls need: one panel of up to sixteen weight rows
+ * repacked (per 32-block each row's values and its scale as f32).
+ */
+inline size_t quant_scratch_bytes(int K) { return static_cast<size_t>(K / 32) * 16 * (32 + 4); }
 
 /** Floats of per-thread scratch attention needs (a row of scores plus the query and accumulator). */
 inline size_t attention_scratch_floats(int headDim, int maxKeys) {
@@ -55,8 +62,11 @@ inline size_t attention_scratch_floats(int headDim, int maxKeys) {
 
 struct Kernels {
   const char* name;
-  /** out[m, n] = Σ_k x[m, k] · w[n, k] for n in [n0, n1). */
-  void (*matmul_f32)(float* out, const float* x, const float* w, int M, int N, int K, int n0, int n1);
+  /** out[m, n] = Σ_k x[m, k] · w[n, k] for n in [n0, n1); scratch: f32_scratch_bytes(), 64-byte aligned. */
+  void (*matmul_f32)(float* out, const float* x, const float* w, int M, int N, int K, int n0, int n1, float* scratch);
+  /** The same for f16 and bf16 weights (x already rounded to their precision), widened to f32 exactly. */
+  void (*matmul_f16)(float* out, const float* x, const uint16_t* w, int M, int N, int K, int n0, int n1, float* scratch);
+  void (*matmul_bf16)(float* out, const float* x, const uint16_t* w, int M, int N, int K, int n0, int n1, float* scratch);
   /**
    * out[m, n] for Q8_0 (34-byte blocks) or Q4_0 (18-byte blocks) weights and quantized x rows;
    * scratch: quant_scratch_bytes(K), 32-byte aligned.

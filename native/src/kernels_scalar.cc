@@ -11,20 +11,25 @@ namespace {
 
 inline int min_i(int a, int b) { return a < b ? a : b; }
 
+inline float widen(float v) { return v; }
+inline float widen_bf16(uint16_t v) { return bits_to_f32(static_cast<uint32_t>(v) << 16); }
+
 /** Σ_k x[k]·w[k] in order, added to the running sum block by block (KC values). */
-float dot_f32(const float* x, const float* w, int K) {
+template <class T, float (*Widen)(T)>
+float dot(const float* x, const T* w, int K) {
   float s = 0;
   for (int k0 = 0; k0 < K; k0 += KC) {
     float b = 0;
-    for (int k = k0, end = min_i(K, k0 + KC); k < end; k++) b += x[k] * w[k];
+    for (int k = k0, end = min_i(K, k0 + KC); k < end; k++) b += x[k] * Widen(w[k]);
     s = k0 == 0 ? b : s + b;
   }
   return s;
 }
 
-void matmul_f32(float* out, const float* x, const float* w, int M, int N, int K, int n0, int n1) {
+template <class T, float (*Widen)(T)>
+void matmul_float(float* out, const float* x, const T* w, int M, int N, int K, int n0, int n1, float*) {
   for (int m = 0; m < M; m++) {
-    for (int n = n0; n < n1; n++) out[static_cast<long>(m) * N + n] = dot_f32(x + static_cast<long>(m) * K, w + static_cast<long>(n) * K, K);
+    for (int n = n0; n < n1; n++) out[static_cast<long>(m) * N + n] = dot<T, Widen>(x + static_cast<long>(m) * K, w + static_cast<long>(n) * K, K);
   }
 }
 
@@ -108,7 +113,7 @@ void attention(const AttentionArgs& a, int u0, int u1, float* scratch) {
   }
 }
 
-const Kernels table = {"scalar", matmul_f32, matmul_q<false>, matmul_q<true>, attention};
+const Kernels table = {"scalar", matmul_float<float, widen>, matmul_float<uint16_t, f16_to_f32>, matmul_float<uint16_t, widen_bf16>, matmul_q<false>, matmul_q<true>, attention};
 
 }  // namespace
 

@@ -25,6 +25,8 @@ export interface NativeAddon {
   cpuInfo(): CpuInfo;
   builds(): { name: NativeBuild; runs: boolean }[];
   matmul_f32: Kernel;
+  matmul_f16: Kernel;
+  matmul_bf16: Kernel;
   quantize_q8: Kernel;
   matmul_q8_0: Kernel;
   matmul_q4_0: Kernel;
@@ -32,7 +34,7 @@ export interface NativeAddon {
 }
 
 /** The addon's kernels, in the order the thread pool indexes them (after the wasm ones). */
-export const NATIVE_KERNELS = ['matmul_f32', 'quantize_q8', 'matmul_q8_0', 'matmul_q4_0', 'attention'] as const;
+export const NATIVE_KERNELS = ['matmul_f32', 'matmul_f16', 'matmul_bf16', 'quantize_q8', 'matmul_q8_0', 'matmul_q4_0', 'attention'] as const;
 export type NativeKernelName = (typeof NATIVE_KERNELS)[number];
 
 export interface NativeStatus {

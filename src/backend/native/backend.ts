@@ -1,14 +1,14 @@
 /**
- * The native backend: the wasm backend with its heaviest kernels — matmuls with f32, q8_0 and q4_0
- * weights, and attention — run by the C++ addon (native/) instead of the wasm kernels.
+ * The native backend: the wasm backend with its heaviest kernels — matmuls (f32, f16, bf16, q8_0
+ * and q4_0 weights) and attention — run by the C++ addon (native/) instead of the wasm kernels.
  *
  * It *is* a WasmBackend: tensors live in the same shared WebAssembly.Memory, loading and every
- * other kernel (norms, rope, f16/bf16 matmuls, ...) stay as they are, and the same thread pool
+ * other kernel (norms, rope, activation rounding, ...) stay as they are, and the same thread pool
  * runs the native kernels: its workers load the addon and call it for their slice, reading the
  * memory by offset, exactly as they call the wasm kernels. One pool per backend, sleeping in
  * Atomics.wait between calls.
  *
- * Numerics (native/src/kernels.h): q8_0/q4_0 matmuls give the wasm kernels' bits; the f32 matmul
+ * Numerics (native/src/kernels.h): q8_0/q4_0 matmuls give the wasm kernels' bits; float matmuls
  * and attention are within float rounding of the reference, and as in the wasm backend any
  * thread count, and a batch versus its rows one at a time, give identical bits.
  */
@@ -101,6 +101,15 @@ export class NativeBackend extends WasmBackend {
       case 'f32':
         this.runNative('matmul_f32', [o, xp, wp, M, N, K], N, 8, work);
         return;
+      case 'f16':
+      case 'bf16': {
+        // activations rounded to the weights' precision first (ggml), by the wasm kernels
+        const rounded = this.scratch(2 * align64(M * K * 4));
+        if (w.dtype === 'f16') this.run('round_f16', [rounded, rounded + align64(M * K * 4), xp, K], M, 1, M * K * 8);
+        else this.run('round_bf16', [rounded, xp, K], M, 1, M * K * 8);
+        this.runNative(w.dtype === 'f16' ? 'matmul_f16' : 'matmul_bf16', [o, rounded, wp, M, N, K], N, 8, work);
+        return;
+      }
       case 'q8_0':
       case 'q4_0': {
         // activations quantized to Q8_0 once: values, scales, sums
@@ -113,7 +122,7 @@ export class NativeBackend extends WasmBackend {
         return;
       }
       default:
-        super.matmul(out, x, w); // f16, bf16: the wasm kernels
+        throw new Error(`native backend: no matmul for ${w.dtype} weights`);
     }
   }
 
