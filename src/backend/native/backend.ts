@@ -1,6 +1,7 @@
 /**
  * The native backend: the wasm backend with its heaviest kernels — matmuls (f32, f16, bf16, q8_0
- * and q4_0 weights) and attention — run by the C++ addon (native/) instead of the wasm kernels.
+ * and q4_0 weights) and attention over f32/f16 caches — run by the C++ addon (native/) instead of
+ * the wasm kernels; any other weight or cache type still goes to the wasm kernels.
  *
  * It *is* a WasmBackend: tensors live in the same shared WebAssembly.Memory, loading and every
  * other kernel (norms, rope, activation rounding, ...) stay as they are, and the same thread pool
@@ -122,11 +123,15 @@ export class NativeBackend extends WasmBackend {
         return;
       }
       default:
-        throw new Error(`native backend: no matmul for ${w.dtype} weights`);
+        super.matmul(out, x, w); // any other weight type: the wasm kernels
     }
   }
 
   override attention(out: Tensor, q: Tensor, k: Tensor, v: Tensor, p: AttentionParams): void {
+    if (k.dtype !== 'f32' && k.dtype !== 'f16') {
+      super.attention(out, q, k, v, p); // other cache types: the wasm kernels
+      return;
+    }
     const M = q.rowCount;
     const args = [this.addr(out), this.addr(q), this.addr(k), this.addr(v), p.nHead, p.nKvHead, p.headDim, p.pos, p.scale, k.dtype === 'f16' ? 1 : 0, M];
     const work = M * p.nHead * (p.pos + M) * p.headDim * 2;
