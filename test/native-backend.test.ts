@@ -79,6 +79,8 @@ function encode(dtype: DType, values: Float32Array): Uint8Array {
       quantizeQ4_0(values, n, out);
       return out;
     }
+    default:
+      throw new Error(`encode: no encoder for ${dtype}`);
   }
 }
 
