@@ -197,6 +197,29 @@ describe.skipIf(!native.loaded)(`native kernels${skipReason}`, () => {
       }
     });
 
+    it.each(['q8_0', 'q4_0'] as const)('a %s matmul quantizes awkward activations exactly as wasm (zeros, ties, subnormals, inf, NaN)', (dtype) => {
+      const [N, K] = [19, 32];
+      const rows: number[][] = [
+        new Array(K).fill(0),
+        Array.from({ length: K }, (_, i) => (i === 0 ? 127 : (i % 8) + 0.5 - 4)), // amax 127: x·127/amax = x, ties at .5
+        Array.from({ length: K }, (_, i) => (i + 1) * 2 ** -140 * (i % 2 ? -1 : 1)), // subnormals
+        Array.from({ length: K }, (_, i) => (i === 5 ? Infinity : i - 16)),
+        Array.from({ length: K }, (_, i) => (i === 7 ? NaN : i / 3)),
+        Array.from({ length: K }, (_, i) => (i % 3 ? -0 : 1e-3 * i)),
+      ];
+      const M = rows.length;
+      const x = encode('f32', Float32Array.from(rows.flat()));
+      const w = encode(dtype, randomValues(N * K, 3, 1));
+      const [nat, was] = [two, wasm].map((be: Backend) => {
+        const out = be.alloc('f32', [M, N]);
+        be.matmul(out, put(be, 'f32', [M, K], x), put(be, dtype, [N, K], w));
+        return new Float32Array(out.f32());
+      });
+      const bits = (a: Float32Array) => Array.from(a, (v) => (Number.isNaN(v) ? 'NaN' : v));
+      expect(bits(nat!)).toEqual(bits(was!));
+      expect(nat!.slice(3 * N, 5 * N).every(Number.isNaN)).toBe(true); // inf and NaN rows
+    });
+
     describe.each(['f32', 'f16'] as const)('attention over an %s cache', (cache) => {
       it.each([
         // M, nHead, nKvHead, headDim, pos, ctx

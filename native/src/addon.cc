@@ -222,7 +222,7 @@ Napi::Value QuantizeQ8(const Napi::CallbackInfo& info) {
       fail(a.env(), "K must be a multiple of 32");
       return info.Env().Undefined();
     }
-    quantize_q8(q, x, K, m0, m1);
+    k->quantize_q8(q, x, K, m0, m1);
   }
   return info.Env().Undefined();
 }

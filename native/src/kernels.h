@@ -57,11 +57,13 @@ inline size_t quant_scratch_bytes(int K) { return static_cast<size_t>(K / 32) * 
 
 /** Floats of per-thread scratch attention needs (a row of scores plus the query and accumulator). */
 inline size_t attention_scratch_floats(int headDim, int maxKeys) {
-  return static_cast<size_t>(maxKeys) + 2 * static_cast<size_t>(headDim) + 64;
+  return static_cast<size_t>(maxKeys) + 2 * static_cast<size_t>(headDim) + 64;  // (+ padding to 8 and 8 more)
 }
 
 struct Kernels {
   const char* name;
+  /** quantize_q8 (below), vectorised where the build can: the same bits. */
+  void (*quantize_q8)(const QuantRows& out, const float* x, int K, int m0, int m1);
   /** out[m, n] = Σ_k x[m, k] · w[n, k] for n in [n0, n1); scratch: f32_scratch_bytes(), 64-byte aligned. */
   void (*matmul_f32)(float* out, const float* x, const float* w, int M, int N, int K, int n0, int n1, float* scratch);
   /** The same for f16 and bf16 weights (x already rounded to their precision), widened to f32 exactly. */
@@ -79,6 +81,8 @@ struct Kernels {
 
 /** Quantize rows [m0, m1) of x (K a multiple of 32) as the wasm quantize_q8 does (portable, exact). */
 void quantize_q8(const QuantRows& out, const float* x, int K, int m0, int m1);
+/** The same for block b (32 values from x + 32·b) alone. */
+void quantize_q8_block(const QuantRows& out, const float* x, long b);
 
 const Kernels* kernels_scalar();
 #if defined(__x86_64__) || defined(_M_X64)

@@ -113,7 +113,7 @@ void attention(const AttentionArgs& a, int u0, int u1, float* scratch) {
   }
 }
 
-const Kernels table = {"scalar", matmul_float<float, widen>, matmul_float<uint16_t, f16_to_f32>, matmul_float<uint16_t, widen_bf16>, matmul_q<false>, matmul_q<true>, attention};
+const Kernels table = {"scalar", quantize_q8, matmul_float<float, widen>, matmul_float<uint16_t, f16_to_f32>, matmul_float<uint16_t, widen_bf16>, matmul_q<false>, matmul_q<true>, attention};
 
 }  // namespace
 

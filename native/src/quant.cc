@@ -30,23 +30,25 @@ inline int8_t saturate_i8(int32_t v) { return static_cast<int8_t>(v > 127 ? 127 
 
 }  // namespace
 
+void quantize_q8_block(const QuantRows& out, const float* x, long b) {
+  const float* src = x + b * 32;
+  float amax = 0;
+  for (int j = 0; j < 32; j++) amax = max_nan(amax, std::fabs(src[j]));
+  const float dx = static_cast<float>(static_cast<double>(amax) / 127.0);
+  out.d[b] = round_f16(dx);
+  const double id = amax != 0 ? 127.0 / static_cast<double>(amax) : 0.0;
+  int32_t sum = 0;
+  for (int j = 0; j < 32; j++) {
+    const int32_t q = trunc_sat(std::nearbyint(static_cast<float>(static_cast<double>(src[j]) * id)));
+    sum += q;
+    out.q[b * 32 + j] = saturate_i8(q);
+  }
+  out.sum[b] = sum;
+}
+
 void quantize_q8(const QuantRows& out, const float* x, int K, int m0, int m1) {
   const long nb = K / 32;
-  for (long b = m0 * nb, end = m1 * nb; b < end; b++) {
-    const float* src = x + b * 32;
-    float amax = 0;
-    for (int j = 0; j < 32; j++) amax = max_nan(amax, std::fabs(src[j]));
-    const float dx = static_cast<float>(static_cast<double>(amax) / 127.0);
-    out.d[b] = round_f16(dx);
-    const double id = amax != 0 ? 127.0 / static_cast<double>(amax) : 0.0;
-    int32_t sum = 0;
-    for (int j = 0; j < 32; j++) {
-      const int32_t q = trunc_sat(std::nearbyint(static_cast<float>(static_cast<double>(src[j]) * id)));
-      sum += q;
-      out.q[b * 32 + j] = saturate_i8(q);
-    }
-    out.sum[b] = sum;
-  }
+  for (long b = m0 * nb, end = m1 * nb; b < end; b++) quantize_q8_block(out, x, b);
 }
 
 }  // namespace smallmind
