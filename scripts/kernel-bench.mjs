@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Time the wasm backend's matmul kernels (needs `npm run build`: it imports dist/).
+// Time the wasm (or native) backend's matmul kernels (needs `npm run build`: it imports dist/).
 //
 //   node scripts/kernel-bench.mjs [--threads 1,2] [--variant auto|simd|relaxed] [--seconds 0.5]
+//                                 [--backend wasm|native] [--build auto|avx2|avx512|avx512vnni|scalar]
+//                                 [--only M,N,K]
 //
 // Reports, per case (best of 10 trials): ms per call, weight GB/s (weight bytes / time: what bounds decode) and
 // GFLOP/s (2·M·N·K / time). For scale it also times a big TypedArray copy (memory bandwidth,
@@ -15,9 +17,13 @@ const { values: opts } = parseArgs({
     variant: { type: 'string', default: 'auto' },
     seconds: { type: 'string', default: '0.5' },
     dist: { type: 'string', default: new URL('../dist/', import.meta.url).href },
+    backend: { type: 'string', default: 'wasm' },
+    build: { type: 'string', default: 'auto' },
+    only: { type: 'string' },
   },
 });
 const { createWasmBackend } = await import(new URL('backend/wasm/backend.js', opts.dist).href);
+const { createNativeBackend } = await import(new URL('backend/native/backend.js', opts.dist).href);
 const seconds = Number(opts.seconds);
 
 /**
@@ -92,16 +98,21 @@ function makeWeights(be, dtype, N, K) {
 
 const cases = [
   { M: 1, N: 32000, K: 288, dtypes: ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1'] },
-  { M: 1, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1'] },
-  { M: 128, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1'] },
-];
+  { M: 1, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k'] },
+  { M: 128, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k'] },
+  { M: 512, N: 768, K: 768, dtypes: ['f32', 'q8_0', 'q4_0', 'q4_k'] },
+].filter(({ M, N, K }) => !opts.only || opts.only === `${M},${N},${K}`);
 
 console.log(`node ${process.version}, ${os.cpus()[0]?.model}, ${os.availableParallelism()} cores`);
-bandwidth();
-naiveJs(768, 2048);
+if (!opts.only) {
+  bandwidth();
+  naiveJs(768, 2048);
+}
 for (const threads of opts.threads.split(',').map(Number)) {
-  const be = await createWasmBackend({ threads, variant: opts.variant });
-  console.log(`\nwasm backend: ${be.variant}, ${threads} thread(s)`);
+  const be = opts.backend === 'native'
+    ? await createNativeBackend({ threads, variant: opts.variant, build: opts.build })
+    : await createWasmBackend({ threads, variant: opts.variant });
+  console.log(`\n${be.name} backend: ${be.name === 'native' ? `${be.build} kernels, ` : ''}wasm ${be.variant}, ${threads} thread(s)`);
   for (const { M, N, K, dtypes } of cases) {
     for (const dtype of dtypes) {
       const w = makeWeights(be, dtype, N, K);

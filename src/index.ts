@@ -4,7 +4,7 @@ export type { LoadOptions, ChatOptions, GenerateOptions, GenerateResult, Generat
 export type { PerplexityResult, PerplexityChunk } from './generation/perplexity.js';
 export { SmallMindError, FormatError, ModelError, RequestError, ResourceError, TemplateError } from './errors.js';
 export { createBackend } from './backend/index.js';
-export type { Backend, BackendName } from './backend/backend.js';
+export type { Backend, BackendChoice, BackendName } from './backend/backend.js';
 export { Tensor } from './tensor/tensor.js';
 export type { DType } from './tensor/dtype.js';
 export { SpmTokenizer } from './tokenizers/spm.js';

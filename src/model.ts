@@ -4,7 +4,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { createBackend } from './backend/index.js';
-import type { Backend, BackendName } from './backend/backend.js';
+import type { Backend, BackendChoice } from './backend/backend.js';
 import { RequestError } from './errors.js';
 import { perplexity, type PerplexityResult } from './generation/perplexity.js';
 import { logprobOf, randomSeed, Sampler, topLogprobs, type Distribution, type SamplingOptions } from './generation/sampler.js';
@@ -23,9 +23,12 @@ import { applyChatTemplate, type ApplyChatTemplateOptions, type ChatMessage } fr
 export const DEFAULT_MODEL_PATH = fileURLToPath(new URL('../models/stories260K.gguf', import.meta.url));
 
 export interface LoadOptions {
-  /** 'wasm' (default) or 'reference' (slow plain TypeScript, for checking). */
-  backend?: BackendName;
-  /** Threads for the wasm backend; default: the available cores. */
+  /**
+   * 'auto' (default: 'native' where its addon is built and the CPU has AVX2 + FMA, else 'wasm';
+   * SMALLMIND_BACKEND overrides it), 'native', 'wasm' or 'reference' (slow plain TypeScript, for checking).
+   */
+  backend?: BackendChoice;
+  /** Threads for the wasm and native backends; default: the available cores. */
   threads?: number;
   /** tokenizer.bin for llama2.c checkpoints (default: tokenizer.bin or tok<vocab>.bin beside the model). */
   tokenizer?: string;

@@ -71,9 +71,10 @@ function withModel(path: string, opts: LoadOptions, body: (get: () => Model) => 
 describe('stories260K F32, f32 KV cache: greedy tokens and top-5 logprobs within 1e-4 of llama.cpp', () => {
   const { cases } = fixture('generation-stories260K-f32-kvf32.json');
   for (const [label, path, opts] of [
-    ['gguf, wasm', STORIES_GGUF, {}],
+    ['gguf, wasm', STORIES_GGUF, { backend: 'wasm' }],
     ['gguf, reference backend', STORIES_GGUF, { backend: 'reference' }],
-    ['llama2.c .bin + tok512.bin, wasm', STORIES_BIN, { tokenizer: shared('models/stories260K/tok512.bin') }],
+    ['gguf, auto (native where built)', STORIES_GGUF, {}],
+    ['llama2.c .bin + tok512.bin, wasm', STORIES_BIN, { backend: 'wasm', tokenizer: shared('models/stories260K/tok512.bin') }],
   ] as const) {
     describe(label, () => {
       withModel(path, { ...opts, cacheType: 'f32' }, (model) => {

@@ -207,7 +207,7 @@ describe('quantizeModel with method gptq (stories260K)', () => {
   };
   const heldOut = fs.readFileSync(HELD_OUT, 'utf8');
   const perplexity = async (file: string): Promise<{ ppl: number; text: string }> => {
-    const model = await loadModel(file);
+    const model = await loadModel(file, { backend: 'wasm' }); // the kernels llama.cpp's fixture perplexity matches
     try {
       const { ppl } = await model.perplexity(heldOut, { ctxSize: 128 });
       const { text } = await model.generate('Once upon a time', { maxTokens: 24, temperature: 0 });

@@ -291,7 +291,7 @@ describe('cache sizes and errors', () => {
   it('weights and KV cache beyond wasm32\'s 4 GiB fail before any weight is read, naming the file, sizes and limit', async () => {
     // 10^8 positions of stories260K's f16 cache: 2 × 5 layers × 10^8 × 32 values × 2 bytes = 59.6 GiB
     let progress = 0;
-    const err = await loadModel(undefined, { contextLength: 100_000_000, threads: 1, onProgress: () => progress++ }).catch((e: unknown) => e);
+    const err = await loadModel(undefined, { backend: 'wasm', contextLength: 100_000_000, threads: 1, onProgress: () => progress++ }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ResourceError);
     expect((err as ResourceError).code).toBe('model_too_large');
     expect((err as ResourceError).message).toMatch(

@@ -1,5 +1,5 @@
 /**
- * The kernel interface every backend implements (reference, wasm; later native and webgpu).
+ * The kernel interface every backend implements (reference, wasm, native; later webgpu).
  *
  * Kernels take tensors that live in the backend's own memory (allocate them with `alloc`), write
  * into an `out` tensor the caller provides, and assume valid shapes: `ops` checks shapes once,
@@ -27,7 +27,9 @@
 import type { DType } from '../tensor/dtype.js';
 import type { Shape, Tensor } from '../tensor/tensor.js';
 
-export type BackendName = 'reference' | 'wasm';
+export type BackendName = 'reference' | 'wasm' | 'native';
+/** What a caller may ask for: a backend, or 'auto' (native where it is built and fast here, else wasm). */
+export type BackendChoice = BackendName | 'auto';
 
 export interface RopeParams {
   nHead: number;

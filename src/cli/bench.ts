@@ -105,7 +105,7 @@ export function benchCommand(io: CliIO): Command {
           decode_tok_s: round(median(runs.decode)),
           peak_rss_mb: round(peakRssMb()),
           model: model.path,
-          backend: flags.backend,
+          backend: model.backend.name,
           threads: flags.threads,
           cache_type: flags.cacheType,
           n_prompt: flags.nPrompt,
@@ -122,7 +122,7 @@ export function benchCommand(io: CliIO): Command {
         const size = formatBytes(model.info.fileSize);
         const params = `${(model.info.parameterCount / 1e6).toFixed(2)} M`;
         const row = (test: string, values: number[]): string[] =>
-          [name, size, params, flags.backend, String(flags.threads), flags.cacheType, test, `${median(values).toFixed(2)} ± ${stdev(values).toFixed(2)}`];
+          [name, size, params, model.backend.name, String(flags.threads), flags.cacheType, test, `${median(values).toFixed(2)} ± ${stdev(values).toFixed(2)}`];
         io.stdout.write(table(
           ['model', 'size', 'params', 'backend', 'threads', 'kv cache', 'test', 't/s (median ± sd)'],
           [row(`pp${flags.nPrompt}`, runs.prefill), row(`tg${flags.nGen}`, runs.decode)],

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `smallmind` command line: generate, chat, perplexity, bench, inspect, tokenize, init.
+ * The `smallmind` command line: generate, chat, perplexity, bench, inspect, tokenize, init, doctor.
  *
  * `main(argv, io)` runs one command and resolves to its exit status, so tests call it in-process
  * with string sinks. Exit status: 0 ok, 1 a SmallMind error (bad file, bad model, bad request),
@@ -12,6 +12,7 @@ import { Command, CommanderError } from 'commander';
 import { SmallMindError } from '../errors.js';
 import { benchCommand } from './bench.js';
 import { chatCommand } from './chat.js';
+import { doctorCommand } from './doctor.js';
 import { generateCommand } from './generate.js';
 import { initCommand } from './init.js';
 import { quantizeCommand } from './quantize.js';
@@ -41,7 +42,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
         write(text);
       },
     });
-  for (const make of [generateCommand, chatCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, tokenizerCommand, initCommand, quantizeCommand]) {
+  for (const make of [generateCommand, chatCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, tokenizerCommand, initCommand, quantizeCommand, doctorCommand]) {
     program.addCommand(make(io));
   }
   // addCommand does not pass these settings on; each subcommand (and theirs: `tokenizer train`) needs them.

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
+import type { BackendChoice } from '../backend/backend.js';
 import { FormatError, RequestError } from '../errors.js';
 import { describeIoError } from '../formats/file.js';
 import { SAMPLING_DEFAULTS } from '../generation/sampler.js';
@@ -60,7 +61,9 @@ export const cacheTypeOption = (): Option =>
   new Option('--cache-type <type>', 'KV cache element type (q8_0: 53% of f16\'s memory)').choices(CACHE_TYPES).default('f16');
 
 export const backendOption = (): Option =>
-  new Option('--backend <name>', 'compute backend').choices(['wasm', 'reference']).default('wasm');
+  new Option('--backend <name>', 'compute backend (auto: native where built and supported, else wasm; SMALLMIND_BACKEND overrides auto)')
+    .choices(['auto', 'native', 'wasm', 'reference'])
+    .default('auto');
 
 export const tokenizerOption = (): Option =>
   new Option('--tokenizer <file>', 'tokenizer.bin for a llama2.c checkpoint (default: found beside the model)');
@@ -80,7 +83,7 @@ export interface LoadFlags {
   model?: string;
   threads: number;
   cacheType: CacheType;
-  backend: 'wasm' | 'reference';
+  backend: BackendChoice;
   tokenizer?: string;
   json?: boolean;
 }

@@ -20,7 +20,7 @@ import { isKQuant } from '../../tensor/quant-k.js';
 import { numel, Tensor, type Shape } from '../../tensor/tensor.js';
 import { MAX_BYTES, WasmHeap } from './memory.js';
 import { chooseVariant, compileKernels, type WasmVariant, type WasmVariantOption } from './module.js';
-import { ThreadPool } from './pool.js';
+import { ThreadPool, type PoolAddon } from './pool.js';
 import { wasmApi } from './wasm-api.js';
 
 export type { WasmVariant } from './module.js';
@@ -50,7 +50,7 @@ export const KERNELS = [
 type KernelName = (typeof KERNELS)[number];
 const OP = Object.fromEntries(KERNELS.map((name, i) => [name, i])) as Record<KernelName, number>;
 
-interface KernelExports {
+export interface KernelExports {
   attention_scratch_bytes(headDim: number, rowBlock: number, maxKeys: number): number;
   f16_to_f32(dst: number, src: number, n: number): void;
   bf16_to_f32(dst: number, src: number, n: number): void;
@@ -68,7 +68,7 @@ interface KernelExports {
  * Work (multiply-adds or elements) below which a call runs on the calling thread alone. Waking
  * the workers and waiting for them costs some tens of microseconds; below this the work is cheaper.
  */
-const MIN_PARALLEL_WORK = 1 << 17;
+export const MIN_PARALLEL_WORK = 1 << 17;
 /** Float matmuls with at most this many x rows stream the weights without packing x (FEW_ROWS in assembly/matmul.ts). */
 const FEW_ROWS = 8;
 
@@ -78,7 +78,7 @@ const align64 = (n: number): number => Math.ceil(n / 64) * 64;
 const cacheKind = (dtype: DType): number => (dtype === 'q8_0' ? 2 : dtype === 'f16' ? 1 : 0);
 
 export class WasmBackend implements Backend {
-  readonly name = 'wasm' as const;
+  readonly name: 'wasm' | 'native' = 'wasm';
   readonly memoryLimit = MAX_BYTES;
   private readonly live = new Map<number, Tensor>();
   private scratchAddr = 0;
@@ -86,17 +86,26 @@ export class WasmBackend implements Backend {
   private readonly ropeTables = new Map<string, { addr: number; positions: number }>();
   private disposed = false;
 
-  private constructor(
+  protected constructor(
     readonly threads: number,
     readonly variant: WasmVariant,
-    private readonly heap: WasmHeap,
-    private readonly pool: ThreadPool,
+    protected readonly heap: WasmHeap,
+    protected readonly pool: ThreadPool,
     private readonly k: KernelExports,
     private readonly minParallelWork: number,
   ) {}
 
   /** @internal use createWasmBackend */
   static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
+    const [threads, variant, heap, pool, k] = await WasmBackend.start(opts);
+    return new WasmBackend(threads, variant, heap, pool, k, opts.minParallelWork ?? MIN_PARALLEL_WORK);
+  }
+
+  /**
+   * Compile and instantiate the kernels and start the thread pool; `addon`'s kernels (the native
+   * backend's) run on the same threads, indexed after KERNELS.
+   */
+  protected static async start(opts: WasmBackendOptions, addon?: PoolAddon): Promise<[number, WasmVariant, WasmHeap, ThreadPool, KernelExports]> {
     const threads = opts.threads ?? os.availableParallelism();
     if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
       throw new RequestError('invalid_threads', 'threads', `must be an integer in 1..256, got ${opts.threads}`);
@@ -106,8 +115,8 @@ export class WasmBackend implements Backend {
     const heap = new WasmHeap(opts.initialMemory);
     const instance = await wasmApi.instantiate(module, { env: { memory: heap.memory } });
     const exports = instance.exports as unknown as KernelExports & Record<KernelName, (...args: number[]) => void>;
-    const pool = await ThreadPool.start(threads, module, heap.memory, KERNELS, KERNELS.map((name) => exports[name]));
-    return new WasmBackend(threads, variant, heap, pool, exports, opts.minParallelWork ?? MIN_PARALLEL_WORK);
+    const pool = await ThreadPool.start(threads, module, heap.memory, KERNELS, KERNELS.map((name) => exports[name]), addon);
+    return [threads, variant, heap, pool, exports];
   }
 
   /** Bytes of wasm memory in use by live tensors and scratch. */
@@ -166,7 +175,7 @@ export class WasmBackend implements Backend {
   }
 
   /** The kernels' pointer to a tensor, after checking that it lives in this backend's memory. */
-  private addr(t: Tensor): number {
+  protected addr(t: Tensor): number {
     if (!this.heap.owns(t.bytes.buffer)) {
       throw new Error(`wasm backend: a ${t.dtype} [${t.shape}] tensor is not in this backend's memory (allocate tensors with this backend's alloc())`);
     }
@@ -174,7 +183,7 @@ export class WasmBackend implements Backend {
   }
 
   /** A scratch region of at least `bytes` bytes, reused across calls (its contents are not kept). */
-  private scratch(bytes: number): number {
+  protected scratch(bytes: number): number {
     if (bytes > this.scratchSize) {
       if (this.scratchSize) this.heap.release(this.scratchAddr);
       this.scratchSize = align64(Math.max(bytes, this.scratchSize * 1.5));
@@ -183,10 +192,13 @@ export class WasmBackend implements Backend {
     return this.scratchAddr;
   }
 
-  /** Run a kernel over [0, total) on all threads, or on this one when the work is small. */
-  private run(op: KernelName, args: number[], total: number, grain: number, work: number): void {
+  /**
+   * Run a kernel (by name, or by pool index for the native backend's) over [0, total) on all
+   * threads, or on this one when the work is small.
+   */
+  protected run(op: KernelName | number, args: number[], total: number, grain: number, work: number): void {
     this.checkLive();
-    this.pool.run(OP[op], args, total, grain, work >= this.minParallelWork);
+    this.pool.run(typeof op === 'number' ? op : OP[op], args, total, grain, work >= this.minParallelWork);
   }
 
   // ---- kernels ---------------------------------------------------------------------------------

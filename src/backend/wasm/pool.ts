@@ -43,9 +43,14 @@ export function slice(total: number, grain: number, tid: number, threads: number
 // The worker's whole program. It must stay plain CommonJS JavaScript (it is not compiled).
 const WORKER_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads');
-const { module, memory, control, tid, names } = workerData;
+const { module, memory, control, tid, names, addon } = workerData;
 const { exports } = new WebAssembly.Instance(module, { env: { memory } });
 const kernels = names.map((name) => exports[name]);
+if (addon) {
+  const native = { exports: {} };
+  process.dlopen(native, addon.path);
+  for (const name of addon.names) kernels.push(native.exports[name]);
+}
 const ctl = new Int32Array(control);
 const args = new Float64Array(control, ${ARGS_BYTE}, ${MAX_ARGS});
 parentPort.postMessage('ready');
@@ -82,6 +87,16 @@ for (;;) {
 
 type Kernel = (...args: number[]) => unknown;
 
+/**
+ * Kernels of a native addon the workers load (by path) and index after the wasm ones: the native
+ * backend's kernels run on the same threads. `kernels` are the calling thread's copies.
+ */
+export interface PoolAddon {
+  path: string;
+  names: readonly string[];
+  kernels: readonly Kernel[];
+}
+
 export class ThreadPool {
   private readonly control = new SharedArrayBuffer(CONTROL_BYTES);
   private readonly ctl = new Int32Array(this.control);
@@ -97,14 +112,21 @@ export class ThreadPool {
   ) {}
 
   /** Start threads − 1 workers running `module` on `memory`; resolves when all are ready. */
-  static async start(threads: number, module: WasmModule, memory: WasmMemory, names: readonly string[], kernels: readonly Kernel[]): Promise<ThreadPool> {
-    const pool = new ThreadPool(threads, kernels);
+  static async start(
+    threads: number,
+    module: WasmModule,
+    memory: WasmMemory,
+    names: readonly string[],
+    kernels: readonly Kernel[],
+    addon?: PoolAddon,
+  ): Promise<ThreadPool> {
+    const pool = new ThreadPool(threads, addon ? [...kernels, ...addon.kernels] : kernels);
     const ready: Promise<void>[] = [];
     const exits: Promise<void>[] = [];
     for (let tid = 1; tid < threads; tid++) {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { module, memory, control: pool.control, tid, names },
+        workerData: { module, memory, control: pool.control, tid, names, addon: addon && { path: addon.path, names: addon.names } },
       });
       worker.unref();
       pool.workers.push(worker);
