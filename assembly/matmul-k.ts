@@ -136,6 +136,17 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
 }
 
 // ---- integer sums of one super-block ---------------------------------------------------------
+//
+// V8 schedules a basic block's memory loads ahead of the arithmetic that uses them; with a whole
+// super-block unrolled that is dozens of vectors at once, and it spills them. So the integer sums
+// accumulate in memory (a few bytes of per-thread scratch): each step ends with a store, which
+// later loads cannot move above, so each step's loads stay next to its arithmetic.
+
+/** *acc += v (i32 lanes in memory). */
+// @ts-ignore: decorator
+@inline function addTo(acc: usize, v: v128): void {
+  v128.store(acc, i32x4.add(v128.load(acc), v));
+}
 
 /** i16 pair sums of 16 activations (i8 at x) times 16 unsigned quants (bytes). */
 // @ts-ignore: decorator
@@ -143,15 +154,31 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
   return i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x), q);
 }
 
+/** Σ of four i16 vectors times the four i16 activation vectors at x, as i32 lanes. */
+// @ts-ignore: decorator
+@inline function dot4(a: v128, b: v128, c: v128, d: v128, x: usize): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(a, v128.load(x)), i32x4.dot_i16x8_s(b, v128.load(x, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(c, v128.load(x, 32)), i32x4.dot_i16x8_s(d, v128.load(x, 48))),
+  );
+}
+
+/** Bits at..at+3 of each 16-bit lane, as the lane's value (two shifts, no mask constant). */
+// @ts-ignore: decorator
+@inline function nibble(v: v128, at: i32): v128 {
+  return i16x8.shr_u(i16x8.shl(v, 12 - at), 12);
+}
+
 /**
- * acc + the scaled sums of a 64-value chunk of Q4_K/Q5_K: sub-block A (values 0..31) and B (32..63),
- * with 4-bit quants in the low (A) and high (B) nibbles of the 32 bytes at q and, for Q5_K
- * (five), their 5th bits in bits 0 (A) and 1 (B) of the 32 bytes at h after a shift right by
- * `shift`. x: the chunk's activations (relaxed: i8 in order; SIMD: i16 even/odd per 16). s2: the
- * two scales, A's in both i16 halves of i32 lane 0 and B's in lane 1 (see pairScales).
+ * *acc += the scaled sums of a 64-value chunk of Q4_K/Q5_K: sub-block A (values 0..31) and B
+ * (32..63), with 4-bit quants in the low (A) and high (B) nibbles of the 32 bytes at q and, for
+ * Q5_K (five), their 5th bits in bits 0 (A) and 1 (B) of the 32 bytes at h after a shift right by
+ * `shift`. x: the chunk's activations (relaxed: i8 in order; SIMD: i16 even/odd per 16). The two
+ * scales: i32 lanes 0, 1 of s (each lane one scale in both i16 halves), or lanes 2, 3 if `upper`.
+ * tmp: 16 bytes of scratch.
  */
 // @ts-ignore: decorator
-@inline function chunkQ45(acc: v128, q: usize, h: usize, shift: i32, five: bool, x: usize, s2: v128, tmp: usize): v128 {
+@inline function chunkQ45(acc: usize, q: usize, h: usize, shift: i32, five: bool, x: usize, s: v128, upper: bool, tmp: usize): void {
   const b0 = v128.load(q);
   const b1 = v128.load(q, 16);
   if (ASC_FEATURE_RELAXED_SIMD) {
@@ -172,9 +199,9 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
     }
     const pA = i16x8.add(dot16(x, a0), dot16(x + 16, a1));
     const pB = i16x8.add(dot16(x + 32, c0), dot16(x + 48, c1));
-    const sA = v128.shuffle<i32>(s2, s2, 0, 0, 0, 0);
-    const sB = v128.shuffle<i32>(s2, s2, 1, 1, 1, 1);
-    return i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(pA, sA), i32x4.dot_i16x8_s(pB, sB)));
+    const sA = upper ? v128.shuffle<i32>(s, s, 2, 2, 2, 2) : v128.shuffle<i32>(s, s, 0, 0, 0, 0);
+    const sB = upper ? v128.shuffle<i32>(s, s, 3, 3, 3, 3) : v128.shuffle<i32>(s, s, 1, 1, 1, 1);
+    addTo(acc, i32x4.add(i32x4.dot_i16x8_s(pA, sA), i32x4.dot_i16x8_s(pB, sB)));
   } else {
     // 16-bit lane l holds bytes 2l and 2l+1: even value 2l in bits 0..3 (A) and 4..7 (B), odd
     // value 2l+1 in bits 8..11 (A) and 12..15 (B). Cut out by shift pairs rather than masks (V8
@@ -197,11 +224,9 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
       e1 = v128.or(e1, v128.and(i16x8.shl(h1, 4), bit));
       o1 = v128.or(o1, v128.and(i16x8.shr_u(h1, 4), bit));
     }
-    // i32 sums of 8 products per lane (at most 8·31·127 = 31496)
-    const tA = dot4(e0, o0, e1, o1, x);
-    // A's sums go through memory: V8 cannot move B's loads above this store, so it does not load all
-    // ten vectors of the chunk first (it schedules loads early, and ten at once spill)
-    v128.store(tmp, tA);
+    // i32 sums of 8 products per lane (at most 8·31·127 = 31496); A's go through memory so that
+    // B's loads stay after A's arithmetic (see above)
+    v128.store(tmp, dot4(e0, o0, e1, o1, x));
     e0 = nibble(b0, 4);
     o0 = i16x8.shr_u(b0, 12);
     e1 = nibble(b1, 4);
@@ -214,34 +239,20 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
     }
     const tB = dot4(e0, o0, e1, o1, x + 64);
     // both narrowed to i16 without loss, so one dot product scales them: lanes 0..3 by sc_A, 4..7 by sc_B
-    return i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.narrow_i32x4_s(v128.load(tmp), tB), v128.shuffle<i32>(s2, s2, 0, 0, 1, 1)));
+    const sAB = upper ? v128.shuffle<i32>(s, s, 2, 2, 3, 3) : v128.shuffle<i32>(s, s, 0, 0, 1, 1);
+    addTo(acc, i32x4.dot_i16x8_s(i16x8.narrow_i32x4_s(v128.load(tmp), tB), sAB));
   }
 }
 
-/** Σ of four i16 vectors times the four i16 activation vectors at x, as i32 lanes. */
+/** Bytes of prepared activations for `values` values (a multiple of 16). */
 // @ts-ignore: decorator
-@inline function dot4(a: v128, b: v128, c: v128, d: v128, x: usize): v128 {
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(a, v128.load(x)), i32x4.dot_i16x8_s(b, v128.load(x, 16))),
-    i32x4.add(i32x4.dot_i16x8_s(c, v128.load(x, 32)), i32x4.dot_i16x8_s(d, v128.load(x, 48))),
-  );
-}
-
-/** Bits at..at+3 of each 16-bit lane, as the lane's value (two shifts, no mask constant). */
-// @ts-ignore: decorator
-@inline function nibble(v: v128, at: i32): v128 {
-  return i16x8.shr_u(i16x8.shl(v, 12 - at), 12);
-}
-
-/** Bytes of one 64-value chunk of prepared activations. */
-// @ts-ignore: decorator
-@inline function chunkX(): usize {
-  return ASC_FEATURE_RELAXED_SIMD ? 64 : 128;
+@inline function xBytes(values: usize): usize {
+  return ASC_FEATURE_RELAXED_SIMD ? values : values << 1;
 }
 
 /**
  * Scales as i32 lanes holding one scale in both i16 halves: pairScales(v, false) for i16 lanes
- * 0..3 of v, (v, true) for lanes 4..7. Then one pshufd splats a scale, or spreads two over halves.
+ * 0..3 of v, (v, true) for lanes 4..7. One pshufd then splats a scale, or spreads two over halves.
  */
 // @ts-ignore: decorator
 @inline function pairScales(v: v128, high: bool): v128 {
@@ -249,103 +260,92 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
 }
 
 /**
- * A Q4_K (five = false) or Q5_K block at w: stores Σ_j sc_j·Σ q·q8 at out and Σ_j m_j·(Σ q8 over
- * sub-block j) at out + 64, each as four i32 lanes to add up. tmp: 16 bytes of scratch. The chunks
- * go in a loop, not unrolled: V8 would hoist all their loads together and spill them.
+ * A Q4_K (five = false) or Q5_K block at w: Σ_j sc_j·Σ q·q8 at out and Σ_j m_j·(Σ q8 over
+ * sub-block j) at out + 64, each as four i32 lanes to add up. tmp: 16 bytes of scratch.
  */
 // @ts-ignore: decorator
 @inline function blockQ45(w: usize, x: usize, xs: usize, five: bool, out: usize, tmp: usize): void {
   const sm = scalesMinsK(w + 4);
   const sc = i16x8.extend_low_i8x16_u(sm);
   v128.store(out, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm), v128.load(xs, 32)), 64);
-  let s2 = pairScales(sc, false); // the current chunk's two scales in i32 lanes 0, 1
-  let q = w + (five ? 48 : 16);
+  const low = pairScales(sc, false);
+  const high = pairScales(sc, true);
+  const q = w + (five ? 48 : 16);
   const h = w + 16;
-  let acc = i32x4.splat(0);
-  for (let shift = 0; shift < 8; shift += 2) {
-    if (shift == 4) s2 = pairScales(sc, true);
-    acc = chunkQ45(acc, q, h, shift, five, x, s2, tmp);
-    s2 = v128.shuffle<i32>(s2, s2, 2, 3, 2, 3);
-    q += 32;
-    x += chunkX();
-  }
-  v128.store(out, acc);
+  v128.store(out, i32x4.splat(0));
+  chunkQ45(out, q, h, 0, five, x, low, false, tmp);
+  chunkQ45(out, q + 32, h, 2, five, x + xBytes(64), low, true, tmp);
+  chunkQ45(out, q + 64, h, 4, five, x + xBytes(128), high, false, tmp);
+  chunkQ45(out, q + 96, h, 6, five, x + xBytes(192), high, true, tmp);
 }
 
 /**
- * acc + the scaled sums of 16 values in each quarter of a 128-value half of a Q6_K block: low
+ * *acc += the scaled sums of 16 values in each quarter of a 128-value half of a Q6_K block: low
  * nibbles at ql (quarter 0) and ql + 32 (1), high nibbles of the same bytes (2, 3), their two high
- * bits in bit pairs 0..3 of the 16 bytes at qh. x: the first quarter's 16 activations; s1..s4 the
- * four sub-blocks' scales (i16 splats).
+ * bits in bit pairs 0..3 of the 16 bytes at qh. x: the first quarter's 16 activations. The four
+ * sub-blocks' scales: i32 lanes k and k + 2 of a (quarters 0, 1) and of b (quarters 2, 3).
  */
 // @ts-ignore: decorator
-@inline function quadQ6(acc: v128, ql: usize, qh: usize, x: usize, s1: v128, s2: v128, s3: v128, s4: v128): v128 {
-  const a = v128.load(ql);
-  const b = v128.load(ql, 32);
+@inline function quadQ6(acc: usize, ql: usize, qh: usize, x: usize, a: v128, b: v128, k: i32): void {
+  const lo = v128.load(ql);
+  const hi = v128.load(ql, 32);
   const h = v128.load(qh);
   let p1: v128;
   let p2: v128;
   let p3: v128;
   let p4: v128;
   if (ASC_FEATURE_RELAXED_SIMD) {
-    // bit pair k of each qh byte to bits 4..5: 16-bit shifts, then a byte mask
+    // bit pair j of each qh byte to bits 4..5: 16-bit shifts, then a byte mask
     const m = i8x16.splat(0x0f);
     const top = i8x16.splat(0x30);
-    p1 = dot16(x, v128.or(v128.and(a, m), v128.and(i16x8.shl(h, 4), top)));
-    p2 = dot16(x + 32, v128.or(v128.and(b, m), v128.and(i16x8.shl(h, 2), top)));
-    p3 = dot16(x + 64, v128.or(i8x16.shr_u(a, 4), v128.and(h, top)));
-    p4 = dot16(x + 96, v128.or(i8x16.shr_u(b, 4), v128.and(i16x8.shr_u(h, 2), top)));
+    p1 = dot16(x, v128.or(v128.and(lo, m), v128.and(i16x8.shl(h, 4), top)));
+    p2 = dot16(x + 32, v128.or(v128.and(hi, m), v128.and(i16x8.shl(h, 2), top)));
+    p3 = dot16(x + 64, v128.or(v128.and(i16x8.shr_u(lo, 4), m), v128.and(h, top)));
+    p4 = dot16(x + 96, v128.or(v128.and(i16x8.shr_u(hi, 4), m), v128.and(i16x8.shr_u(h, 2), top)));
   } else {
     // even values from bytes 2l (bits 0..7 of lane l), odd values from bytes 2l+1 (bits 8..15)
-    const m = i16x8.splat(0x0f);
     const top = i16x8.splat(0x30);
-    const q1e = v128.or(v128.and(a, m), v128.and(i16x8.shl(h, 4), top));
-    const q1o = v128.or(v128.and(i16x8.shr_u(a, 8), m), v128.and(i16x8.shr_u(h, 4), top));
-    const q2e = v128.or(v128.and(b, m), v128.and(i16x8.shl(h, 2), top));
-    const q2o = v128.or(v128.and(i16x8.shr_u(b, 8), m), v128.and(i16x8.shr_u(h, 6), top));
-    const q3e = v128.or(v128.and(i16x8.shr_u(a, 4), m), v128.and(h, top));
-    const q3o = v128.or(i16x8.shr_u(a, 12), v128.and(i16x8.shr_u(h, 8), top));
-    const q4e = v128.or(v128.and(i16x8.shr_u(b, 4), m), v128.and(i16x8.shr_u(h, 2), top));
-    const q4o = v128.or(i16x8.shr_u(b, 12), v128.and(i16x8.shr_u(h, 10), top));
+    const q1e = v128.or(nibble(lo, 0), v128.and(i16x8.shl(h, 4), top));
+    const q1o = v128.or(nibble(lo, 8), v128.and(i16x8.shr_u(h, 4), top));
+    const q2e = v128.or(nibble(hi, 0), v128.and(i16x8.shl(h, 2), top));
+    const q2o = v128.or(nibble(hi, 8), v128.and(i16x8.shr_u(h, 6), top));
+    const q3e = v128.or(nibble(lo, 4), v128.and(h, top));
+    const q3o = v128.or(i16x8.shr_u(lo, 12), v128.and(i16x8.shr_u(h, 8), top));
+    const q4e = v128.or(nibble(hi, 4), v128.and(i16x8.shr_u(h, 2), top));
+    const q4o = v128.or(i16x8.shr_u(hi, 12), v128.and(i16x8.shr_u(h, 10), top));
     p1 = i16x8.add(i16x8.mul(q1e, v128.load(x)), i16x8.mul(q1o, v128.load(x, 16)));
     p2 = i16x8.add(i16x8.mul(q2e, v128.load(x, 64)), i16x8.mul(q2o, v128.load(x, 80)));
     p3 = i16x8.add(i16x8.mul(q3e, v128.load(x, 128)), i16x8.mul(q3o, v128.load(x, 144)));
     p4 = i16x8.add(i16x8.mul(q4e, v128.load(x, 192)), i16x8.mul(q4o, v128.load(x, 208)));
   }
-  acc = i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(p1, s1), i32x4.dot_i16x8_s(p2, s2)));
-  return i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(p3, s3), i32x4.dot_i16x8_s(p4, s4)));
+  const s1 = k ? v128.shuffle<i32>(a, a, 1, 1, 1, 1) : v128.shuffle<i32>(a, a, 0, 0, 0, 0);
+  const s2 = k ? v128.shuffle<i32>(a, a, 3, 3, 3, 3) : v128.shuffle<i32>(a, a, 2, 2, 2, 2);
+  const s3 = k ? v128.shuffle<i32>(b, b, 1, 1, 1, 1) : v128.shuffle<i32>(b, b, 0, 0, 0, 0);
+  const s4 = k ? v128.shuffle<i32>(b, b, 3, 3, 3, 3) : v128.shuffle<i32>(b, b, 2, 2, 2, 2);
+  addTo(acc, i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(p1, s1), i32x4.dot_i16x8_s(p2, s2)),
+    i32x4.add(i32x4.dot_i16x8_s(p3, s3), i32x4.dot_i16x8_s(p4, s4)),
+  ));
 }
 
-/** Stores Σ_j sc_j·Σ (q − 32)·q8 of a Q6_K block at w at out, as four i32 lanes to add up (a loop, as blockQ45). */
+/** Σ_j sc_j·Σ (q − 32)·q8 of a Q6_K block at w, at out as four i32 lanes to add up. */
 // @ts-ignore: decorator
 @inline function blockQ6(w: usize, x: usize, xs: usize, out: usize): void {
   const scv = v128.load(w, 192);
   const lo = i16x8.extend_low_i8x16_s(scv); // sub-blocks 0..7 (values 0..127)
   const hi = i16x8.extend_high_i8x16_s(scv); // 8..15
-  const cx: usize = ASC_FEATURE_RELAXED_SIMD ? 16 : 32; // activations of 16 values
-  let acc = i32x4.splat(0);
-  // step i: values 16c..16c+15 (c = i & 1) of each quarter k of half i >> 1, sub-block 8·half + 2k + c;
-  // a and b hold the step's scales for quarters 0, 1 in i32 lanes 0, 2 and for quarters 2, 3 likewise
-  let a = pairScales(lo, false);
-  let b = pairScales(lo, true);
-  for (let i: usize = 0; i < 4; i++) {
-    if (i == 2) {
-      a = pairScales(hi, false);
-      b = pairScales(hi, true);
-    }
-    const half = i >> 1;
-    const c = i & 1;
-    acc = quadQ6(
-      acc, w + (half << 6) + (c << 4), w + 128 + (half << 5) + (c << 4), x + (half * 8 + c) * cx,
-      v128.shuffle<i32>(a, a, 0, 0, 0, 0), v128.shuffle<i32>(a, a, 2, 2, 2, 2),
-      v128.shuffle<i32>(b, b, 0, 0, 0, 0), v128.shuffle<i32>(b, b, 2, 2, 2, 2),
-    );
-    a = v128.shuffle<i32>(a, a, 1, 2, 3, 0); // c = 1 takes the odd sub-blocks
-    b = v128.shuffle<i32>(b, b, 1, 2, 3, 0);
-  }
   // the −32 offset of every quant, through the sums of q8 over each 16
   const offset = i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(xs)), i32x4.dot_i16x8_s(hi, v128.load(xs, 16)));
-  v128.store(out, i32x4.sub(acc, i32x4.shl(offset, 5)));
+  v128.store(out, i32x4.sub(i32x4.splat(0), i32x4.shl(offset, 5)));
+  // values 16c..16c+15 of each quarter of half 0 (c = 0, 1), then of half 1: sub-block 8·half + 2·quarter + c
+  const a0 = pairScales(lo, false);
+  const b0 = pairScales(lo, true);
+  const a1 = pairScales(hi, false);
+  const b1 = pairScales(hi, true);
+  quadQ6(out, w, w + 128, x, a0, b0, 0);
+  quadQ6(out, w + 16, w + 144, x + xBytes(16), a0, b0, 1);
+  quadQ6(out, w + 64, w + 160, x + xBytes(128), a1, b1, 0);
+  quadQ6(out, w + 80, w + 176, x + xBytes(144), a1, b1, 1);
 }
 
 /**

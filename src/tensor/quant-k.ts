@@ -43,6 +43,8 @@ const f = Math.fround;
 const GROUP_MAX_EPS = f(1e-15);
 const F32_0_1 = f(0.1);
 
+/** 1.5·2^52: an f64 plus this, minus this, is that f64 rounded to an integer, halves to even. */
+const ROUND_F64 = 6755399441055744;
 const nearestScratch = new Float32Array(1);
 const nearestBits = new Int32Array(nearestScratch.buffer);
 
@@ -52,10 +54,7 @@ const nearestBits = new Int32Array(nearestScratch.buffer);
  * beyond (reproduced, since ggml's asserts are compiled out).
  */
 function nearestInt(v: number): number {
-  if (Math.abs(v) <= 4194303) {
-    const r = Math.round(v); // halves round up here; halves go to the even neighbour in C
-    return (r - v === 0.5 && (r & 1) !== 0 ? r - 1 : r) | 0;
-  }
+  if (v >= -4194303 && v <= 4194303) return v + ROUND_F64 - ROUND_F64;
   nearestScratch[0] = v + 12582912;
   return (nearestBits[0]! & 0x007fffff) - 0x00400000;
 }
@@ -63,6 +62,18 @@ function nearestInt(v: number): number {
 const clamp = (v: number, lo: number, hi: number): number => (v < lo ? lo : v > hi ? hi : v);
 
 // ---- scale/min search (ggml's make_qkx2_quants and make_qx_quants) ----------------------------
+
+/** Work arrays of one super-block's scale search, reused (the quantizers are synchronous). */
+const scratch = {
+  xm: new Float32Array(32),
+  weights: new Float32Array(32),
+  Laux: new Uint8Array(32),
+  scales: new Float32Array(8),
+  mins: new Float32Array(8),
+  fit: new Float32Array(2),
+  ls: new Uint8Array(8),
+  lm: new Uint8Array(8),
+};
 
 /**
  * Fit x[off..off+n) ≈ scale·L − min with L in 0..nmax, weighted least squares over nstep+1 trial
@@ -91,11 +102,14 @@ function makeQkx2Quants(
     out[1] = -min;
     return;
   }
+  // x − min, kept while min stays (the trials below try 21 scales on it)
+  const xm = scratch.xm;
+  for (let i = 0; i < n; i++) xm[i] = f(x[off + i]! - min);
   let iscale = f(nmax / f(max - min));
   let scale = f(1 / iscale);
   let bestError = 0;
   for (let i = 0; i < n; i++) {
-    const l = clamp(nearestInt(f(iscale * f(x[off + i]! - min))), 0, nmax);
+    const l = clamp(nearestInt(f(iscale * xm[i]!)), 0, nmax);
     L[off + i] = l;
     let diff = f(f(f(scale * l) + min) - x[off + i]!);
     diff = useMad ? Math.abs(diff) : f(diff * diff);
@@ -113,7 +127,8 @@ function makeQkx2Quants(
     let sumL2 = 0;
     let sumXL = 0;
     for (let i = 0; i < n; i++) {
-      const l = clamp(nearestInt(f(iscale * f(x[off + i]! - min))), 0, nmax);
+      let l = nearestInt(f(iscale * xm[i]!));
+      l = l < 0 ? 0 : l > nmax ? nmax : l;
       Laux[i] = l;
       const wl = f(weights[i]! * l);
       sumL = f(sumL + wl);
@@ -135,10 +150,13 @@ function makeQkx2Quants(
         curError = f(curError + f(weights[i]! * diff));
       }
       if (curError < bestError) {
-        L.set(Laux.subarray(0, n), off);
+        for (let i = 0; i < n; i++) L[off + i] = Laux[i]!;
         bestError = curError;
         scale = thisScale;
-        min = thisMin;
+        if (thisMin !== min) {
+          min = thisMin;
+          for (let i = 0; i < n; i++) xm[i] = f(x[off + i]! - min);
+        }
       }
     }
   }
@@ -226,16 +244,6 @@ function packScalesMins(q: Uint8Array, base: number, ls: Uint8Array, lm: Uint8Ar
 
 // ---- quantizers -------------------------------------------------------------------------------
 
-/** Work arrays of one super-block's scale search, reused (the quantizers are synchronous). */
-const scratch = {
-  weights: new Float32Array(32),
-  Laux: new Uint8Array(32),
-  scales: new Float32Array(8),
-  mins: new Float32Array(8),
-  fit: new Float32Array(2),
-  ls: new Uint8Array(8),
-  lm: new Uint8Array(8),
-};
 
 /**
  * The shared part of Q4_K and Q5_K: per sub-block of 32 a scale/min fit, the 8 scales and mins
