@@ -21,7 +21,6 @@ import type { Backend } from '../src/backend/backend.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { createWasmBackend, type WasmBackend } from '../src/backend/wasm/backend.js';
 import { relaxedSupported } from '../src/backend/wasm/module.js';
-import type { Tensor } from '../src/tensor/tensor.js';
 import { readGGUF, typedMetadata, type GGUFTypedValue } from '../src/formats/gguf.js';
 import { writeGGUF } from '../src/formats/gguf-writer.js';
 import { llamaTensorShapes, type LlamaConfig } from '../src/models/llama.js';
@@ -33,6 +32,7 @@ import { DTYPES, dtypeFromGgml, type DType } from '../src/tensor/dtype.js';
 import { dequantize, encodeValues } from '../src/tensor/quant.js';
 import { f16ToF32 } from '../src/tensor/f16.js';
 import { blockInts, dotQ8_K, kMin, kScale, quantizeQ8_K, type KQuantType } from '../src/tensor/quant-k.js';
+import { put, randomValues } from './helpers/kernels.js';
 
 const K_TYPES = ['q4_k', 'q5_k', 'q6_k'] as const;
 
@@ -213,32 +213,6 @@ describe('K-quant dot products match ggml\'s vec_dot', () => {
 });
 
 // ---- 3. the wasm kernels against the reference and ggml ------------------------------------------
-
-/** mulberry32: a small seeded generator, so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Seeded values in (−scale, scale) plus an offset, so mins matter. */
-function randomValues(n: number, seed: number, scale = 1, offset = 0): Float32Array {
-  const r = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale + offset;
-  return out;
-}
-
-function put(be: Backend, dtype: DType, shape: number[], bytes: Uint8Array): Tensor {
-  const t = be.alloc(dtype, shape);
-  t.bytes.set(bytes);
-  return t;
-}
 
 function encoded(dtype: DType, values: Float32Array): Uint8Array {
   const out = new Uint8Array((values.length / DTYPES[dtype].blockSize) * DTYPES[dtype].blockBytes);

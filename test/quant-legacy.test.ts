@@ -25,11 +25,11 @@ import { loadModel } from '../src/index.js';
 import { quantizeModel } from '../src/quantize.js';
 import { relaxedSupported } from '../src/backend/wasm/module.js';
 import { f16ToF32 } from '../src/tensor/f16.js';
-import { byteSize, DTYPES, dtypeFromGgml, type DType } from '../src/tensor/dtype.js';
+import { byteSize, DTYPES, dtypeFromGgml } from '../src/tensor/dtype.js';
 import { dequantize, encodeValues, GGUF_FILE_TYPE, quantizeQ8_0 } from '../src/tensor/quant.js';
 import { dotQ8_1, Q8_1_BLOCK_BYTES, quantizeLegacy, quantizeQ8_1, type LegacyType } from '../src/tensor/quant-legacy.js';
-import type { Tensor } from '../src/tensor/tensor.js';
 import { shared } from './helpers/vocab.js';
+import { put, randomValues } from './helpers/kernels.js';
 
 const TYPES = ['q4_1', 'q5_0', 'q5_1'] as const;
 
@@ -151,25 +151,6 @@ describe.each(TYPES)('%s round trip', (type) => {
 
 // ---- matmul: reference and wasm against ggml's vec_dot, then wasm against the reference ----------
 
-/** mulberry32: a small seeded generator, so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomValues(n: number, seed: number, scale = 1): Float32Array {
-  const r = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
-  return out;
-}
-
 function quantized(type: LegacyType, values: Float32Array): Uint8Array {
   const out = new Uint8Array(byteSize(type, values.length));
   quantizeLegacy(type, values, values.length, out);
@@ -197,12 +178,6 @@ function magnitude(type: LegacyType, w: Uint8Array, n: number, K: number, x: Flo
 }
 
 const tolerance = (type: LegacyType, w: Uint8Array, n: number, K: number, x: Float32Array): number => (K / 32 + 4) * U * magnitude(type, w, n, K, x);
-
-function put(be: Backend, dtype: DType, shape: number[], bytes: Uint8Array): Tensor {
-  const t = be.alloc(dtype, shape);
-  t.bytes.set(bytes);
-  return t;
-}
 
 /** out = x · wᵀ on `be` (x: f32 [M, K]; w: `type` bytes of N rows). */
 function matmulOn(be: Backend, type: LegacyType, x: Float32Array, w: Uint8Array, M: number, N: number, K: number): Float32Array {

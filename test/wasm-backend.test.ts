@@ -25,88 +25,14 @@ import { prepareActivations, ReferenceBackend } from '../src/backend/reference.j
 import { createWasmBackend, KERNELS, type WasmBackend } from '../src/backend/wasm/backend.js';
 import { relaxedSupported } from '../src/backend/wasm/module.js';
 import { RequestError, ResourceError } from '../src/errors.js';
-import { byteSize, type DType } from '../src/tensor/dtype.js';
-import { f32ToBf16, f32ToF16 } from '../src/tensor/f16.js';
-import { dequantize, quantizeQ4_0, quantizeQ8_0 } from '../src/tensor/quant.js';
-import { quantizeLegacy } from '../src/tensor/quant-legacy.js';
+import type { DType } from '../src/tensor/dtype.js';
+import { dequantize } from '../src/tensor/quant.js';
 import type { Tensor } from '../src/tensor/tensor.js';
+import { encode, expectClose, put, randomValues, rng } from './helpers/kernels.js';
 
 const U = 2 ** -24;
 
-/** mulberry32: a small seeded generator, so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomValues(n: number, seed: number, scale = 1): Float32Array {
-  const r = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
-  return out;
-}
-
-/** The bytes of `values` stored as `dtype` (weights quantized as ggml's reference quantizer does). */
-function encode(dtype: DType, values: Float32Array): Uint8Array {
-  const n = values.length;
-  switch (dtype) {
-    case 'f32':
-      return new Uint8Array(values.slice().buffer);
-    case 'f16':
-    case 'bf16': {
-      const out = new Uint16Array(n);
-      for (let i = 0; i < n; i++) out[i] = dtype === 'f16' ? f32ToF16(values[i]!) : f32ToBf16(values[i]!);
-      return new Uint8Array(out.buffer);
-    }
-    case 'q8_0': {
-      const out = new Uint8Array((n / 32) * 34);
-      quantizeQ8_0(values, n, out);
-      return out;
-    }
-    case 'q4_0': {
-      const out = new Uint8Array((n / 32) * 18);
-      quantizeQ4_0(values, n, out);
-      return out;
-    }
-    case 'q4_1':
-    case 'q5_0':
-    case 'q5_1': {
-      const out = new Uint8Array(byteSize(dtype, n));
-      quantizeLegacy(dtype, values, n, out);
-      return out;
-    }
-    default:
-      throw new Error(`encode: ${dtype} is tested in quant-k.test.ts`);
-  }
-}
-
-function put(be: Backend, dtype: DType, shape: number[], bytes: Uint8Array): Tensor {
-  const t = be.alloc(dtype, shape);
-  t.bytes.set(bytes);
-  return t;
-}
-
 const f32Bytes = (t: Tensor): Float32Array => new Float32Array(t.f32());
-
-function expectClose(actual: Float32Array, expected: Float32Array, tol: (i: number) => number, what: string): void {
-  expect(actual.length).toBe(expected.length);
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i]!;
-    const e = expected[i]!;
-    if (Number.isNaN(e) && Number.isNaN(a)) continue;
-    if (a === e) continue;
-    const t = tol(i);
-    if (!(Math.abs(a - e) <= t)) {
-      throw new Error(`${what}: element ${i}: got ${a}, want ${e} (|Δ| = ${Math.abs(a - e)} > ${t})`);
-    }
-  }
-}
 
 function expectSameBits(a: Tensor, b: Tensor, what: string): void {
   const x = new Uint8Array(a.bytes);
