@@ -163,10 +163,12 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
   );
 }
 
-/** Bits at..at+3 of each 16-bit lane, as the lane's value (two shifts, no mask constant). */
+/** Each 16-bit lane shifted so that bit `from` lands on bit `to` (constants: one shift or none). */
 // @ts-ignore: decorator
-@inline function nibble(v: v128, at: i32): v128 {
-  return i16x8.shr_u(i16x8.shl(v, 12 - at), 12);
+@inline function moveBit(v: v128, from: i32, to: i32): v128 {
+  if (from < to) return i16x8.shl(v, to - from);
+  if (from > to) return i16x8.shr_u(v, from - to);
+  return v;
 }
 
 /**
@@ -204,14 +206,14 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
     addTo(acc, i32x4.add(i32x4.dot_i16x8_s(pA, sA), i32x4.dot_i16x8_s(pB, sB)));
   } else {
     // 16-bit lane l holds bytes 2l and 2l+1: even value 2l in bits 0..3 (A) and 4..7 (B), odd
-    // value 2l+1 in bits 8..11 (A) and 12..15 (B). The 5th bits (Q5_K): even values' in bits 0 (A)
-    // and 1 (B) of the shifted qh lane, odd values' in bits 8 and 9.
+    // value 2l+1 in bits 8..11 (A) and 12..15 (B). The 5th bits (Q5_K): even values' in bits
+    // shift (A) and shift + 1 (B) of the qh lane, odd values' in bits shift + 8 and shift + 9.
     const bit = i16x8.splat(0x10);
     let h0 = i32x4.splat(0);
     let h1 = h0;
     if (five) {
-      h0 = i16x8.shr_u(v128.load(h), shift);
-      h1 = i16x8.shr_u(v128.load(h, 16), shift);
+      h0 = v128.load(h);
+      h1 = v128.load(h, 16);
     }
     const m = i16x8.splat(0x0f);
     let e0 = v128.and(b0, m);
@@ -219,10 +221,10 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
     let e1 = v128.and(b1, m);
     let o1 = v128.and(i16x8.shr_u(b1, 8), m);
     if (five) {
-      e0 = v128.or(e0, v128.and(i16x8.shl(h0, 4), bit));
-      o0 = v128.or(o0, v128.and(i16x8.shr_u(h0, 4), bit));
-      e1 = v128.or(e1, v128.and(i16x8.shl(h1, 4), bit));
-      o1 = v128.or(o1, v128.and(i16x8.shr_u(h1, 4), bit));
+      e0 = v128.or(e0, v128.and(moveBit(h0, shift, 4), bit));
+      o0 = v128.or(o0, v128.and(moveBit(h0, shift + 8, 4), bit));
+      e1 = v128.or(e1, v128.and(moveBit(h1, shift, 4), bit));
+      o1 = v128.or(o1, v128.and(moveBit(h1, shift + 8, 4), bit));
     }
     // i32 sums of 8 products per lane (at most 8·31·127 = 31496); A's go through memory so that
     // B's loads stay after A's arithmetic (see above)
@@ -232,10 +234,10 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
     e1 = v128.and(i16x8.shr_u(b1, 4), m);
     o1 = i16x8.shr_u(b1, 12);
     if (five) {
-      e0 = v128.or(e0, v128.and(i16x8.shl(h0, 3), bit));
-      o0 = v128.or(o0, v128.and(i16x8.shr_u(h0, 5), bit));
-      e1 = v128.or(e1, v128.and(i16x8.shl(h1, 3), bit));
-      o1 = v128.or(o1, v128.and(i16x8.shr_u(h1, 5), bit));
+      e0 = v128.or(e0, v128.and(moveBit(h0, shift + 1, 4), bit));
+      o0 = v128.or(o0, v128.and(moveBit(h0, shift + 9, 4), bit));
+      e1 = v128.or(e1, v128.and(moveBit(h1, shift + 1, 4), bit));
+      o1 = v128.or(o1, v128.and(moveBit(h1, shift + 9, 4), bit));
     }
     const tB = dot4(e0, o0, e1, o1, x + 64);
     // both narrowed to i16 without loss, so one dot product scales them: lanes 0..3 by sc_A, 4..7 by sc_B
