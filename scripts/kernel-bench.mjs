@@ -84,13 +84,15 @@ function makeWeights(be, dtype, N, K) {
   if (dtype === 'f16') for (let i = 0; i < N * K; i++) view.setUint16(i * 2, 0x3000 + (i % 512), true);
   if (dtype === 'q8_0') for (let b = 0; b < (N * K) / 32; b++) view.setUint16(b * 34, 0x2000, true);
   if (dtype === 'q4_0') for (let b = 0; b < (N * K) / 32; b++) view.setUint16(b * 18, 0x2000, true);
+  const kScale = { q4_k: [144, 0, 2], q5_k: [176, 0, 2], q6_k: [210, 208] }[dtype]; // block bytes, f16 scale offsets
+  if (kScale) for (let b = 0; b < (N * K) / 256; b++) for (const at of kScale.slice(1)) view.setUint16(b * kScale[0] + at, 0x2000, true);
   return w;
 }
 
 const cases = [
   { M: 1, N: 32000, K: 288, dtypes: ['f32', 'f16', 'q8_0', 'q4_0'] },
-  { M: 1, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0'] },
-  { M: 128, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0'] },
+  { M: 1, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'] },
+  { M: 128, N: 768, K: 2048, dtypes: ['f32', 'f16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'] },
 ];
 
 console.log(`node ${process.version}, ${os.cpus()[0]?.model}, ${os.availableParallelism()} cores`);
