@@ -163,10 +163,12 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
   );
 }
 
-/** Bits at..at+3 of each 16-bit lane, as the lane's value (two shifts, no mask constant). */
+/** Each 16-bit lane shifted so that bit `from` lands on bit `to` (constants: one shift or none). */
 // @ts-ignore: decorator
-@inline function nibble(v: v128, at: i32): v128 {
-  return i16x8.shr_u(i16x8.shl(v, 12 - at), 12);
+@inline function moveBit(v: v128, from: i32, to: i32): v128 {
+  if (from < to) return i16x8.shl(v, to - from);
+  if (from > to) return i16x8.shr_u(v, from - to);
+  return v;
 }
 
 /**
@@ -204,38 +206,38 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
     addTo(acc, i32x4.add(i32x4.dot_i16x8_s(pA, sA), i32x4.dot_i16x8_s(pB, sB)));
   } else {
     // 16-bit lane l holds bytes 2l and 2l+1: even value 2l in bits 0..3 (A) and 4..7 (B), odd
-    // value 2l+1 in bits 8..11 (A) and 12..15 (B). Cut out by shift pairs rather than masks (V8
-    // materializes a v128 constant at each use). The 5th bits (Q5_K): even values' in bits 0 (A)
-    // and 1 (B) of the shifted qh lane, odd values' in bits 8 and 9.
+    // value 2l+1 in bits 8..11 (A) and 12..15 (B). The 5th bits (Q5_K): even values' in bits
+    // shift (A) and shift + 1 (B) of the qh lane, odd values' in bits shift + 8 and shift + 9.
     const bit = i16x8.splat(0x10);
     let h0 = i32x4.splat(0);
     let h1 = h0;
     if (five) {
-      h0 = i16x8.shr_u(v128.load(h), shift);
-      h1 = i16x8.shr_u(v128.load(h, 16), shift);
+      h0 = v128.load(h);
+      h1 = v128.load(h, 16);
     }
-    let e0 = nibble(b0, 0);
-    let o0 = nibble(b0, 8);
-    let e1 = nibble(b1, 0);
-    let o1 = nibble(b1, 8);
+    const m = i16x8.splat(0x0f);
+    let e0 = v128.and(b0, m);
+    let o0 = v128.and(i16x8.shr_u(b0, 8), m);
+    let e1 = v128.and(b1, m);
+    let o1 = v128.and(i16x8.shr_u(b1, 8), m);
     if (five) {
-      e0 = v128.or(e0, v128.and(i16x8.shl(h0, 4), bit));
-      o0 = v128.or(o0, v128.and(i16x8.shr_u(h0, 4), bit));
-      e1 = v128.or(e1, v128.and(i16x8.shl(h1, 4), bit));
-      o1 = v128.or(o1, v128.and(i16x8.shr_u(h1, 4), bit));
+      e0 = v128.or(e0, v128.and(moveBit(h0, shift, 4), bit));
+      o0 = v128.or(o0, v128.and(moveBit(h0, shift + 8, 4), bit));
+      e1 = v128.or(e1, v128.and(moveBit(h1, shift, 4), bit));
+      o1 = v128.or(o1, v128.and(moveBit(h1, shift + 8, 4), bit));
     }
     // i32 sums of 8 products per lane (at most 8·31·127 = 31496); A's go through memory so that
     // B's loads stay after A's arithmetic (see above)
     v128.store(tmp, dot4(e0, o0, e1, o1, x));
-    e0 = nibble(b0, 4);
+    e0 = v128.and(i16x8.shr_u(b0, 4), m);
     o0 = i16x8.shr_u(b0, 12);
-    e1 = nibble(b1, 4);
+    e1 = v128.and(i16x8.shr_u(b1, 4), m);
     o1 = i16x8.shr_u(b1, 12);
     if (five) {
-      e0 = v128.or(e0, v128.and(i16x8.shl(h0, 3), bit));
-      o0 = v128.or(o0, v128.and(i16x8.shr_u(h0, 5), bit));
-      e1 = v128.or(e1, v128.and(i16x8.shl(h1, 3), bit));
-      o1 = v128.or(o1, v128.and(i16x8.shr_u(h1, 5), bit));
+      e0 = v128.or(e0, v128.and(moveBit(h0, shift + 1, 4), bit));
+      o0 = v128.or(o0, v128.and(moveBit(h0, shift + 9, 4), bit));
+      e1 = v128.or(e1, v128.and(moveBit(h1, shift + 1, 4), bit));
+      o1 = v128.or(o1, v128.and(moveBit(h1, shift + 9, 4), bit));
     }
     const tB = dot4(e0, o0, e1, o1, x + 64);
     // both narrowed to i16 without loss, so one dot product scales them: lanes 0..3 by sc_A, 4..7 by sc_B
@@ -280,52 +282,36 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
 }
 
 /**
- * *acc += the scaled sums of 16 values in each quarter of a 128-value half of a Q6_K block: low
- * nibbles at ql (quarter 0) and ql + 32 (1), high nibbles of the same bytes (2, 3), their two high
- * bits in bit pairs 0..3 of the 16 bytes at qh. x: the first quarter's 16 activations. The four
- * sub-blocks' scales: i32 lanes k and k + 2 of a (quarters 0, 1) and of b (quarters 2, 3).
+ * *acc += the scaled sums of two quarters of 16 values that share their quant bytes: A takes the
+ * low nibbles of the 16 bytes at ql and bits hshift, hshift+1 of the qh bytes at qh as its top
+ * bits; B the high nibbles and bits hshift+4, hshift+5. xA, xB: their activations. s: A's scale in
+ * i32 lanes 0, 1 and B's in lanes 2, 3 (each lane the scale in both i16 halves).
  */
 // @ts-ignore: decorator
-@inline function quadQ6(acc: usize, ql: usize, qh: usize, x: usize, a: v128, b: v128, k: i32): void {
-  const lo = v128.load(ql);
-  const hi = v128.load(ql, 32);
-  const h = v128.load(qh);
-  let p1: v128;
-  let p2: v128;
-  let p3: v128;
-  let p4: v128;
+@inline function pairQ6(acc: usize, ql: usize, qh: usize, hshift: i32, xA: usize, xB: usize, s: v128): void {
+  const b = v128.load(ql);
+  const h = i16x8.shr_u(v128.load(qh), hshift);
   if (ASC_FEATURE_RELAXED_SIMD) {
-    // bit pair j of each qh byte to bits 4..5: 16-bit shifts, then a byte mask
+    // the top bits to bits 4..5 of each byte: 16-bit shifts, then a byte mask
     const m = i8x16.splat(0x0f);
     const top = i8x16.splat(0x30);
-    p1 = dot16(x, v128.or(v128.and(lo, m), v128.and(i16x8.shl(h, 4), top)));
-    p2 = dot16(x + 32, v128.or(v128.and(hi, m), v128.and(i16x8.shl(h, 2), top)));
-    p3 = dot16(x + 64, v128.or(v128.and(i16x8.shr_u(lo, 4), m), v128.and(h, top)));
-    p4 = dot16(x + 96, v128.or(v128.and(i16x8.shr_u(hi, 4), m), v128.and(i16x8.shr_u(h, 2), top)));
+    const pA = dot16(xA, v128.or(v128.and(b, m), v128.and(i16x8.shl(h, 4), top)));
+    const pB = dot16(xB, v128.or(v128.and(i16x8.shr_u(b, 4), m), v128.and(h, top)));
+    addTo(acc, i32x4.add(i32x4.dot_i16x8_s(pA, v128.shuffle<i32>(s, s, 0, 0, 0, 0)), i32x4.dot_i16x8_s(pB, v128.shuffle<i32>(s, s, 2, 2, 2, 2))));
   } else {
     // even values from bytes 2l (bits 0..7 of lane l), odd values from bytes 2l+1 (bits 8..15)
+    const m = i16x8.splat(0x0f);
     const top = i16x8.splat(0x30);
-    const q1e = v128.or(nibble(lo, 0), v128.and(i16x8.shl(h, 4), top));
-    const q1o = v128.or(nibble(lo, 8), v128.and(i16x8.shr_u(h, 4), top));
-    const q2e = v128.or(nibble(hi, 0), v128.and(i16x8.shl(h, 2), top));
-    const q2o = v128.or(nibble(hi, 8), v128.and(i16x8.shr_u(h, 6), top));
-    const q3e = v128.or(nibble(lo, 4), v128.and(h, top));
-    const q3o = v128.or(i16x8.shr_u(lo, 12), v128.and(i16x8.shr_u(h, 8), top));
-    const q4e = v128.or(nibble(hi, 4), v128.and(i16x8.shr_u(h, 2), top));
-    const q4o = v128.or(i16x8.shr_u(hi, 12), v128.and(i16x8.shr_u(h, 10), top));
-    p1 = i16x8.add(i16x8.mul(q1e, v128.load(x)), i16x8.mul(q1o, v128.load(x, 16)));
-    p2 = i16x8.add(i16x8.mul(q2e, v128.load(x, 64)), i16x8.mul(q2o, v128.load(x, 80)));
-    p3 = i16x8.add(i16x8.mul(q3e, v128.load(x, 128)), i16x8.mul(q3o, v128.load(x, 144)));
-    p4 = i16x8.add(i16x8.mul(q4e, v128.load(x, 192)), i16x8.mul(q4o, v128.load(x, 208)));
+    const ae = v128.or(v128.and(b, m), v128.and(i16x8.shl(h, 4), top));
+    const ao = v128.or(v128.and(i16x8.shr_u(b, 8), m), v128.and(i16x8.shr_u(h, 4), top));
+    const be = v128.or(v128.and(i16x8.shr_u(b, 4), m), v128.and(h, top));
+    const bo = v128.or(i16x8.shr_u(b, 12), v128.and(i16x8.shr_u(h, 8), top));
+    // i32 sums of 4 products per lane (at most 4·63·127 = 32004), narrowed to i16 without loss
+    // so that one dot product scales both quarters
+    const tA = i32x4.add(i32x4.dot_i16x8_s(ae, v128.load(xA)), i32x4.dot_i16x8_s(ao, v128.load(xA, 16)));
+    const tB = i32x4.add(i32x4.dot_i16x8_s(be, v128.load(xB)), i32x4.dot_i16x8_s(bo, v128.load(xB, 16)));
+    addTo(acc, i32x4.dot_i16x8_s(i16x8.narrow_i32x4_s(tA, tB), s));
   }
-  const s1 = k ? v128.shuffle<i32>(a, a, 1, 1, 1, 1) : v128.shuffle<i32>(a, a, 0, 0, 0, 0);
-  const s2 = k ? v128.shuffle<i32>(a, a, 3, 3, 3, 3) : v128.shuffle<i32>(a, a, 2, 2, 2, 2);
-  const s3 = k ? v128.shuffle<i32>(b, b, 1, 1, 1, 1) : v128.shuffle<i32>(b, b, 0, 0, 0, 0);
-  const s4 = k ? v128.shuffle<i32>(b, b, 3, 3, 3, 3) : v128.shuffle<i32>(b, b, 2, 2, 2, 2);
-  addTo(acc, i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(p1, s1), i32x4.dot_i16x8_s(p2, s2)),
-    i32x4.add(i32x4.dot_i16x8_s(p3, s3), i32x4.dot_i16x8_s(p4, s4)),
-  ));
 }
 
 /** Σ_j sc_j·Σ (q − 32)·q8 of a Q6_K block at w, at out as four i32 lanes to add up. */
@@ -337,15 +323,21 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
   // the −32 offset of every quant, through the sums of q8 over each 16
   const offset = i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(xs)), i32x4.dot_i16x8_s(hi, v128.load(xs, 16)));
   v128.store(out, i32x4.sub(i32x4.splat(0), i32x4.shl(offset, 5)));
-  // values 16c..16c+15 of each quarter of half 0 (c = 0, 1), then of half 1: sub-block 8·half + 2·quarter + c
-  const a0 = pairScales(lo, false);
-  const b0 = pairScales(lo, true);
-  const a1 = pairScales(hi, false);
-  const b1 = pairScales(hi, true);
-  quadQ6(out, w, w + 128, x, a0, b0, 0);
-  quadQ6(out, w + 16, w + 144, x + xBytes(16), a0, b0, 1);
-  quadQ6(out, w + 64, w + 160, x + xBytes(128), a1, b1, 0);
-  quadQ6(out, w + 80, w + 176, x + xBytes(144), a1, b1, 1);
+  // Per 128-value half: ql byte l (l < 32) holds values l (low nibble) and l + 64 (high), ql byte
+  // l + 32 values l + 32 and l + 96; qh byte l their top bits in bit pairs 0..3. Values
+  // 16c..16c+15 of quarter k are sub-block 8·half + 2k + c, whose scale is i32 lane c of a (k = 0),
+  // c + 2 of a (k = 1), c of b (k = 2), c + 2 of b (k = 3).
+  halfQ6(out, w, w + 128, x, pairScales(lo, false), pairScales(lo, true));
+  halfQ6(out, w + 64, w + 160, x + xBytes(128), pairScales(hi, false), pairScales(hi, true));
+}
+
+/** The four pairQ6 steps of a 128-value half: 64 ql bytes at ql, 32 qh bytes at qh, activations at x. */
+// @ts-ignore: decorator
+@inline function halfQ6(out: usize, ql: usize, qh: usize, x: usize, a: v128, b: v128): void {
+  pairQ6(out, ql, qh, 0, x, x + xBytes(64), v128.shuffle<i32>(a, b, 0, 0, 4, 4));
+  pairQ6(out, ql + 16, qh + 16, 0, x + xBytes(16), x + xBytes(80), v128.shuffle<i32>(a, b, 1, 1, 5, 5));
+  pairQ6(out, ql + 32, qh, 2, x + xBytes(32), x + xBytes(96), v128.shuffle<i32>(a, b, 2, 2, 6, 6));
+  pairQ6(out, ql + 48, qh + 16, 2, x + xBytes(48), x + xBytes(112), v128.shuffle<i32>(a, b, 3, 3, 7, 7));
 }
 
 /**
@@ -386,7 +378,10 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     const o = <usize>b * blockBytes<T>();
-    for (let r: usize = 0; r < 4; r++) blockK<T>(w + o + r * rowBytes, xq, xs, tmp + (r << 4), tmp + 128);
+    blockK<T>(w + o, xq, xs, tmp, tmp + 128);
+    blockK<T>(w1 + o, xq, xs, tmp + 16, tmp + 128);
+    blockK<T>(w2 + o, xq, xs, tmp + 32, tmp + 128);
+    blockK<T>(w3 + o, xq, xs, tmp + 48, tmp + 128);
     const isum = hsum4i(v128.load(tmp), v128.load(tmp, 16), v128.load(tmp, 32), v128.load(tmp, 48));
     const dx = v128.load32_splat(xd);
     let y = f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(f16Lanes(w + o + dOff, w1 + o + dOff, w2 + o + dOff, w3 + o + dOff), dx));

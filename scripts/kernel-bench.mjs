@@ -93,6 +93,8 @@ function makeWeights(be, dtype, N, K) {
   // Q4_1 / Q5_0 / Q5_1: d (and m) at the start of 20 / 22 / 24-byte blocks
   const legacyBytes = { q4_1: 20, q5_0: 22, q5_1: 24 }[dtype];
   if (legacyBytes) for (let b = 0; b < (N * K) / 32; b++) view.setUint32(b * legacyBytes, dtype === 'q5_0' ? 0x2000 : 0x20002000, true);
+  const kScale = { q4_k: [144, 0, 2], q5_k: [176, 0, 2], q6_k: [210, 208] }[dtype]; // block bytes, f16 scale offsets
+  if (kScale) for (let b = 0; b < (N * K) / 256; b++) for (const at of kScale.slice(1)) view.setUint16(b * kScale[0] + at, 0x2000, true);
   return w;
 }
 
