@@ -184,8 +184,8 @@ export async function loadModel(path: string = DEFAULT_MODEL_PATH, opts: LoadOpt
   }
   const backend = await createBackend({ backend: opts.backend, threads: opts.threads });
   try {
-    const kv = { bytes: kvCacheBytes(cacheType, config.block_count, contextLength, kvDim(config)), what: `the ${cacheType} KV cache of ${contextLength} positions` };
-    checkModelFits(backend, file, config, kv);
+    const kvBytes = kvCacheBytes(cacheType, config.block_count, contextLength, kvDim(config));
+    checkModelFits(backend, file, config, { bytes: kvBytes, what: `the ${cacheType} KV cache of ${contextLength} positions` });
     const weights = loadLlamaWeights(backend, file, config, opts.onProgress);
     const net = new LlamaModel(backend, config, weights, { cacheType, contextLength, maxBatch: batchSize });
     return new Model(path, file, net, tokenizer, backend);

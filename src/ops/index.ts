@@ -87,7 +87,7 @@ export function mul(be: Backend, out: Tensor, a: Tensor, b: Tensor): void {
   be.mul(out, a, b);
 }
 
-/** Write src's rows into dst at row `start` (f32 → f32 or f16). */
+/** Write src's rows into dst at row `start` (f32 → f32, f16 or q8_0). */
 export function setRows(be: Backend, dst: Tensor, start: number, src: Tensor): void {
   expectF32('setRows', src);
   if (dst.dtype !== 'f32' && dst.dtype !== 'f16' && dst.dtype !== 'q8_0') fail('setRows', `destination dtype ${dst.dtype} is not f32, f16 or q8_0`);
