@@ -405,13 +405,14 @@ describe('readGGUF on corrupted files', () => {
       expect(code(offset, u64(BigInt(bytes.readUInt32LE(offset) + 4)))).toBe('bad_alignment');
       // Types we cannot compute with read fine; only reading their data fails.
       expect(code(type, u32(200))).toBe('unknown_dtype');
-      expect(code(type, u32(12))).toBe('unknown_dtype'); // Q4_K
-      s.with(type, u32(12), () => {
+      expect(code(type, u32(10))).toBe('unknown_dtype'); // Q2_K
+      s.with(type, u32(10), () => {
         const f = readGGUF(s.file);
         const t = f.tensor('blk.0.attn_q.weight')!;
         expect([t.dtype, t.byteLength]).toEqual([undefined, 0]);
-        expect(() => readTensorData(f, t, new Uint8Array(0))).toThrow(/tensor blk.0.attn_q.weight has type Q4_K/);
+        expect(() => readTensorData(f, t, new Uint8Array(0))).toThrow(/tensor blk.0.attn_q.weight has type Q2_K/);
       });
+      expect(code(type, u32(12))).toBe('bad_shape'); // Q4_K: rows of 64 do not fill a 256-value super-block
       expect(code(type, u32(1))).toBe('ok'); // f16: half the bytes, still inside the file
       expect(code(dim0, u64(48n))).toBe('ok');
       expect(code(type, u32(2))).toBe('ok'); // q4_0, rows of 64

@@ -80,7 +80,9 @@ describe('ggml blocks', () => {
   it('maps ggml type numbers', () => {
     expect(dtypeFromGgml(0)).toBe('f32');
     expect(dtypeFromGgml(8)).toBe('q8_0');
-    expect(dtypeFromGgml(12)).toBeUndefined(); // Q4_K: not yet
+    expect(dtypeFromGgml(12)).toBe('q4_k');
+    expect(dtypeFromGgml(15)).toBe('q8_k');
+    expect(dtypeFromGgml(10)).toBeUndefined(); // Q2_K: not yet
   });
 });
 
