@@ -290,7 +290,7 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
 // @ts-ignore: decorator
 @inline function pairQ6(acc: usize, ql: usize, qh: usize, hshift: i32, xA: usize, xB: usize, s: v128): void {
   const b = v128.load(ql);
-  const h = i16x8.shr_u(v128.load(qh), hshift);
+  const h = moveBit(v128.load(qh), hshift, 0);
   if (ASC_FEATURE_RELAXED_SIMD) {
     // the top bits to bits 4..5 of each byte: 16-bit shifts, then a byte mask
     const m = i8x16.splat(0x0f);
