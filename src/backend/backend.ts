@@ -10,6 +10,9 @@
  * - f16 / bf16 weights: each activation row is rounded to f16 / bf16 first.
  * - q8_0 / q4_0 weights: each activation row is quantized to Q8_0 first (see tensor/quant.ts),
  *   then blocks are multiplied with integer dot products and scaled by both block scales.
+ * - q4_k / q5_k / q6_k weights: each activation row is quantized to Q8_K first, then each
+ *   256-value super-block gives ggml's integer sums (see tensor/quant-k.ts dotQ8_K), scaled by
+ *   d·d_x (and dmin·d_x for the mins).
  * - f16 KV cache: the query is rounded to f16 for Q·K, and the softmax weights are rounded to
  *   f16 before they multiply V.
  */
