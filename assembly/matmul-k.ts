@@ -11,10 +11,12 @@
 // thread split or M, and with no fused multiply-add in it, both builds give the same bits.
 //
 // The integer sums: the relaxed build multiplies i8 activations with the unsigned quants (0..63,
-// valid i7 operands) by i16x8.relaxed_dot_i8x16_i7x16_s; the SIMD build cuts the quants out of
-// 16-bit lanes, which yields even and odd values apart, and multiplies them with i16 activations
-// stored in that order. Either way a sub-block's products are summed in i16 lanes (at most
-// 2·2·127·31 or 2·127·63 = 16002, no overflow) and scaled by one i32x4.dot_i16x8_s with the scale.
+// valid i7 operands) by i16x8.relaxed_dot_i8x16_i7x16_s, sums a sub-block's products in i16 lanes
+// (at most 2·2·127·31 or 2·127·63 = 16002) and scales them by one i32x4.dot_i16x8_s with the
+// scale. The SIMD build cuts the quants out of 16-bit lanes, which yields even and odd values apart,
+// multiplies them with i16 activations stored in that order by i32x4.dot_i16x8_s, and narrows two
+// sub-blocks' i32 sums (at most 8·31·127 = 31496 or 4·63·127 = 32004) into one i16 vector that one
+// more dot product scales. All integer arithmetic is exact.
 //
 // Weight kinds are compile-time type parameters: u8 = Q4_K, u16 = Q5_K, u32 = Q6_K.
 import { f16, f16x4, hsum4i, hsumi } from './simd';
@@ -174,8 +176,8 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
 /**
  * *acc += the scaled sums of a 64-value chunk of Q4_K/Q5_K: sub-block A (values 0..31) and B
  * (32..63), with 4-bit quants in the low (A) and high (B) nibbles of the 32 bytes at q and, for
- * Q5_K (five), their 5th bits in bits 0 (A) and 1 (B) of the 32 bytes at h after a shift right by
- * `shift`. x: the chunk's activations (relaxed: i8 in order; SIMD: i16 even/odd per 16). The two
+ * Q5_K (five), their 5th bits in bits `shift` (A) and shift + 1 (B) of the 32 bytes at h. x: the
+ * chunk's activations (relaxed: i8 in order; SIMD: i16 even/odd per 16). The two
  * scales: i32 lanes 0, 1 of s (each lane one scale in both i16 halves), or lanes 2, 3 if `upper`.
  * tmp: 16 bytes of scratch.
  */
@@ -190,14 +192,14 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
     let c0 = v128.and(i16x8.shr_u(b0, 4), m); // (i8x16.shr_u costs V8 a mask of its own)
     let c1 = v128.and(i16x8.shr_u(b1, 4), m);
     if (five) {
-      // move bit 0 (A) and bit 1 (B) of each shifted qh byte to bit 4; 16-bit shifts, then a byte mask
+      // bit `shift` (A) and shift + 1 (B) of each qh byte to bit 4: 16-bit shifts, then a byte mask
       const bit = i8x16.splat(0x10);
-      const h0 = i16x8.shr_u(v128.load(h), shift);
-      const h1 = i16x8.shr_u(v128.load(h, 16), shift);
-      a0 = v128.or(a0, v128.and(i16x8.shl(h0, 4), bit));
-      a1 = v128.or(a1, v128.and(i16x8.shl(h1, 4), bit));
-      c0 = v128.or(c0, v128.and(i16x8.shl(h0, 3), bit));
-      c1 = v128.or(c1, v128.and(i16x8.shl(h1, 3), bit));
+      const h0 = v128.load(h);
+      const h1 = v128.load(h, 16);
+      a0 = v128.or(a0, v128.and(moveBit(h0, shift, 4), bit));
+      a1 = v128.or(a1, v128.and(moveBit(h1, shift, 4), bit));
+      c0 = v128.or(c0, v128.and(moveBit(h0, shift + 1, 4), bit));
+      c1 = v128.or(c1, v128.and(moveBit(h1, shift + 1, 4), bit));
     }
     const pA = i16x8.add(dot16(x, a0), dot16(x + 16, a1));
     const pB = i16x8.add(dot16(x + 32, c0), dot16(x + 48, c1));
@@ -290,7 +292,7 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
 // @ts-ignore: decorator
 @inline function pairQ6(acc: usize, ql: usize, qh: usize, hshift: i32, xA: usize, xB: usize, s: v128): void {
   const b = v128.load(ql);
-  const h = i16x8.shr_u(v128.load(qh), hshift);
+  const h = moveBit(v128.load(qh), hshift, 0);
   if (ASC_FEATURE_RELAXED_SIMD) {
     // the top bits to bits 4..5 of each byte: 16-bit shifts, then a byte mask
     const m = i8x16.splat(0x0f);
@@ -364,9 +366,10 @@ export function quantize_q8_k(xq: usize, xd: usize, xs: usize, x: usize, K: i32,
 }
 
 /**
- * out[0..4] = four K-quant weight rows (rowBytes apart) · one prepared x row of nb blocks. The rows
- * go one after the other (a loop: unrolled, V8 keeps a whole block of x in registers and spills),
- * each leaving its integer lanes in this thread's scratch at tmp, summed four rows at a time.
+ * out[0..4] = four K-quant weight rows (rowBytes apart) · one prepared x row of nb blocks. Per
+ * super-block the rows' integer sums go one row after the other into this thread's scratch at tmp
+ * (isum lanes at tmp + 16r, msum lanes at tmp + 64 + 16r, 16 more bytes for blockK), then the four
+ * rows take the float step together.
  */
 // @ts-ignore: decorator
 @inline function rows4K<T>(out: usize, xq: usize, xd: usize, xs: usize, w: usize, rowBytes: usize, nb: i32, tmp: usize): void {

@@ -412,6 +412,7 @@ describe('readGGUF on corrupted files', () => {
         expect([t.dtype, t.byteLength]).toEqual([undefined, 0]);
         expect(() => readTensorData(f, t, new Uint8Array(0))).toThrow(/tensor blk.0.attn_q.weight has type Q3_K/);
       });
+      expect(code(type, u32(12))).toBe('bad_shape'); // Q4_K: rows of 64 do not fill a 256-value super-block
       expect(code(type, u32(1))).toBe('ok'); // f16: half the bytes, still inside the file
       expect(code(dim0, u64(48n))).toBe('ok');
       expect(code(type, u32(2))).toBe('ok'); // q4_0, rows of 64

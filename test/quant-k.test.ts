@@ -23,15 +23,16 @@ import { createWasmBackend, type WasmBackend } from '../src/backend/wasm/backend
 import { relaxedSupported } from '../src/backend/wasm/module.js';
 import { readGGUF, typedMetadata, type GGUFTypedValue } from '../src/formats/gguf.js';
 import { writeGGUF } from '../src/formats/gguf-writer.js';
-import { llamaTensorShapes, type LlamaConfig } from '../src/models/llama.js';
 import { loadModel } from '../src/index.js';
+import { llamaTensorShapes, type LlamaConfig } from '../src/models/llama.js';
 import { quantizeModel } from '../src/quantize.js';
-import { NormalSource } from '../src/tensor/random.js';
-import { shared } from './helpers/vocab.js';
 import { DTYPES, dtypeFromGgml, type DType } from '../src/tensor/dtype.js';
-import { dequantize, encodeValues } from '../src/tensor/quant.js';
 import { f16ToF32 } from '../src/tensor/f16.js';
+import { dequantize, encodeValues } from '../src/tensor/quant.js';
 import { blockInts, dotQ8_K, kMin, kScale, quantizeQ8_K, type KQuantType } from '../src/tensor/quant-k.js';
+import { NormalSource } from '../src/tensor/random.js';
+import { run } from './helpers/cli.js';
+import { shared } from './helpers/vocab.js';
 import { put, randomValues } from './helpers/kernels.js';
 
 const K_TYPES = ['q4_k', 'q5_k', 'q6_k'] as const;
@@ -365,8 +366,9 @@ describe('a K-quant model end to end', () => {
   const LOGIT_BOUNDS = { q4_k: 0.3, q5_k: 0.2, q6_k: 0.11 } as const;
   it.each(K_TYPES)('%s: quantize, load, logits close to F32, generate', async (dtype) => {
     const qPath = path.join(tmp, `tiny-${dtype}.gguf`);
-    const result = quantizeModel({ input: f32Path, output: qPath, type: dtype, pure: true });
-    expect(result.tensorTypes).toEqual({ [dtype]: 15, f32: 5 });
+    const cli = await run(['quantize', f32Path, qPath, '--type', dtype, '--pure', '--json']);
+    expect(cli.code).toBe(0);
+    expect(JSON.parse(cli.stdout)).toMatchObject({ type: dtype, tensorTypes: { [dtype]: 15, f32: 5 } });
     expect(readGGUF(qPath).metadata.get('general.file_type')).toBe({ q4_k: 15, q5_k: 17, q6_k: 18 }[dtype]); // q4_k, q5_k: llama-quantize's names for the _m mixtures
 
     const prompt = [1, 403, 407, 261, 378, 300];

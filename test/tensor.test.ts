@@ -82,6 +82,7 @@ describe('ggml blocks', () => {
     expect(dtypeFromGgml(8)).toBe('q8_0');
     expect(dtypeFromGgml(12)).toBe('q4_k');
     expect(dtypeFromGgml(11)).toBeUndefined(); // Q3_K: not supported
+    expect(dtypeFromGgml(15)).toBe('q8_k');
   });
 });
 

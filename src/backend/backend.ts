@@ -12,6 +12,9 @@
  *   then blocks are multiplied with integer dot products and scaled by both block scales.
  * - q5_0 weights: the same, with Q8_0 activations. q4_1 / q5_1 weights (d·q + m): Q8_1
  *   activations, and per block d_w·d_x·Σ q_w·q_x + m_w·s_x (see tensor/quant-legacy.ts).
+ * - q4_k / q5_k / q6_k weights: each activation row is quantized to Q8_K first, then each
+ *   256-value super-block gives ggml's integer sums (see tensor/quant-k.ts dotQ8_K), scaled by
+ *   d·d_x (and dmin·d_x for the mins).
  * - f16 KV cache: the query is rounded to f16 for Q·K, and the softmax weights are rounded to
  *   f16 before they multiply V.
  * - q8_0 KV cache (llama.cpp `-ctk q8_0 -ctv q8_0`, which runs ggml's flash-attention kernel):

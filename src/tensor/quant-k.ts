@@ -244,11 +244,10 @@ function packScalesMins(q: Uint8Array, base: number, ls: Uint8Array, lm: Uint8Ar
 
 // ---- quantizers -------------------------------------------------------------------------------
 
-
 /**
  * The shared part of Q4_K and Q5_K: per sub-block of 32 a scale/min fit, the 8 scales and mins
  * quantized to 6 bits against two f16 super-block scales, then the values requantized with the
- * rounded scales. Writes d, dmin and the scales into the block at dst[base..]; returns L (0..nmax).
+ * rounded scales. Writes d, dmin and the scales into the block at dst[base..] and the quants into L (0..nmax).
  */
 function quantizeScaleMinBlock(x: Float32Array, nmax: number, rmin: number, nstep: number, dst: Uint8Array, view: DataView, base: number, L: Uint8Array): void {
   const { weights, Laux, scales, mins, fit, ls, lm } = scratch;
