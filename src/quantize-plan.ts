@@ -14,27 +14,28 @@
  */
 import { RequestError } from './errors.js';
 import { DTYPES, isQuantized, type DType } from './tensor/dtype.js';
+import { GGUF_FILE_TYPE } from './tensor/quant.js';
 
-/** A file type: the type most tensors get, and its GGUF general.file_type (llama.cpp's LLAMA_FTYPE_*). */
+/** A file type: the type most tensors get, and its GGUF general.file_type (llama.cpp's LLAMA_FTYPE_*, from GGUF_FILE_TYPE). */
 interface FileTypeInfo {
   readonly base: DType;
   readonly ftype: number;
 }
 
 export const FILE_TYPES = {
-  f32: { base: 'f32', ftype: 0 },
-  f16: { base: 'f16', ftype: 1 },
-  bf16: { base: 'bf16', ftype: 32 },
-  q8_0: { base: 'q8_0', ftype: 7 },
-  q4_0: { base: 'q4_0', ftype: 2 },
-  q4_1: { base: 'q4_1', ftype: 3 },
-  q5_0: { base: 'q5_0', ftype: 8 },
-  q5_1: { base: 'q5_1', ftype: 9 },
-  q4_k_s: { base: 'q4_k', ftype: 14 },
-  q4_k_m: { base: 'q4_k', ftype: 15 },
-  q5_k_s: { base: 'q5_k', ftype: 16 },
-  q5_k_m: { base: 'q5_k', ftype: 17 },
-  q6_k: { base: 'q6_k', ftype: 18 },
+  f32: { base: 'f32', ftype: GGUF_FILE_TYPE.f32 },
+  f16: { base: 'f16', ftype: GGUF_FILE_TYPE.f16 },
+  bf16: { base: 'bf16', ftype: GGUF_FILE_TYPE.bf16 },
+  q8_0: { base: 'q8_0', ftype: GGUF_FILE_TYPE.q8_0 },
+  q4_0: { base: 'q4_0', ftype: GGUF_FILE_TYPE.q4_0 },
+  q4_1: { base: 'q4_1', ftype: GGUF_FILE_TYPE.q4_1 },
+  q5_0: { base: 'q5_0', ftype: GGUF_FILE_TYPE.q5_0 },
+  q5_1: { base: 'q5_1', ftype: GGUF_FILE_TYPE.q5_1 },
+  q4_k_s: { base: 'q4_k', ftype: GGUF_FILE_TYPE.q4_k_s },
+  q4_k_m: { base: 'q4_k', ftype: GGUF_FILE_TYPE.q4_k_m },
+  q5_k_s: { base: 'q5_k', ftype: GGUF_FILE_TYPE.q5_k_s },
+  q5_k_m: { base: 'q5_k', ftype: GGUF_FILE_TYPE.q5_k_m },
+  q6_k: { base: 'q6_k', ftype: GGUF_FILE_TYPE.q6_k },
 } as const satisfies Record<string, FileTypeInfo>;
 
 export type FileType = keyof typeof FILE_TYPES;
@@ -63,8 +64,6 @@ export interface PlanTensor {
 
 export interface PlanOptions {
   fileType: FileType;
-  /** Layers of the model (block_count): the _m mixtures pick layers by position. */
-  layerCount: number;
   /** Type of output.weight (llama-quantize --output-tensor-type); default: the rules above. */
   outputTensorType?: DType;
   /** Type of token_embd.weight (--token-embedding-type); default: the rules above. */
@@ -78,6 +77,8 @@ type Role = 'output' | 'token_embd' | 'attn_v' | 'ffn_down' | 'other';
 /** The type each tensor is written in, in the order given. */
 export function planTensorTypes(tensors: readonly PlanTensor[], opts: PlanOptions): DType[] {
   const base = FILE_TYPES[opts.fileType].base;
+  // the _m mixtures pick layers by position among all of them (llama.cpp's block_count)
+  const layerCount = 1 + Math.max(-1, ...tensors.map((t) => layerOf(t.name) ?? -1));
   const tiedEmbeddings = !tensors.some((t) => roleOf(t.name) === 'output');
   return tensors.map((t) => {
     if (!quantizable(t)) return t.dtype;
@@ -85,7 +86,7 @@ export function planTensorTypes(tensors: readonly PlanTensor[], opts: PlanOption
     if (role === 'output' && opts.outputTensorType) return opts.outputTensorType;
     if (role === 'token_embd' && opts.tokenEmbeddingType) return opts.tokenEmbeddingType;
     if (!isQuantized(base)) return base;
-    const chosen = opts.pure ? base : mixtureType(t, role, base, opts, tiedEmbeddings);
+    const chosen = opts.pure ? base : mixtureType(t, role, base, opts.fileType, layerCount, tiedEmbeddings);
     return fitRows(chosen, rowLength(t));
   });
 }
@@ -108,20 +109,19 @@ function rowLength(t: PlanTensor): number {
 }
 
 /** The mixture's choice for one tensor before the row-length fallback. */
-function mixtureType(t: PlanTensor, role: Role, base: DType, opts: PlanOptions, tiedEmbeddings: boolean): DType {
+function mixtureType(t: PlanTensor, role: Role, base: DType, fileType: FileType, layerCount: number, tiedEmbeddings: boolean): DType {
   if (role === 'output' || (role === 'token_embd' && tiedEmbeddings)) {
     if (rowLength(t) % DTYPES[base].blockSize !== 0) return 'q8_0';
     return base === 'q8_0' ? 'q8_0' : 'q6_k';
   }
-  const { fileType } = opts;
   const layer = layerOf(t.name);
   if (role === 'attn_v' && layer !== undefined) {
-    if ((fileType === 'q4_k_m' || fileType === 'q5_k_m') && useMoreBits(layer, opts.layerCount)) return 'q6_k';
+    if ((fileType === 'q4_k_m' || fileType === 'q5_k_m') && useMoreBits(layer, layerCount)) return 'q6_k';
     if (fileType === 'q4_k_s' && layer < 4) return 'q5_k';
   }
   if (role === 'ffn_down' && layer !== undefined) {
-    if ((fileType === 'q4_k_m' || fileType === 'q5_k_m') && useMoreBits(layer, opts.layerCount)) return 'q6_k';
-    if (fileType === 'q4_k_s' && layer < Math.trunc(opts.layerCount / 8)) return 'q5_k';
+    if ((fileType === 'q4_k_m' || fileType === 'q5_k_m') && useMoreBits(layer, layerCount)) return 'q6_k';
+    if (fileType === 'q4_k_s' && layer < Math.trunc(layerCount / 8)) return 'q5_k';
   }
   return base;
 }

@@ -111,8 +111,7 @@ export function planQuantization(file: GGUFFile, opts: PlanRequest): Map<string,
     if (!t.dtype) throw new RequestError('unsupported_tensor_type', 'input', `${opts.input}: tensor ${t.name} has ggml type ${t.ggmlType}, which SmallMind cannot read`);
   }
   const tensors = file.tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: t.dtype! }));
-  const layerCount = 1 + Math.max(-1, ...tensors.map((t) => Number(/^blk\.(\d+)\./.exec(t.name)?.[1] ?? -1)));
-  const types = planTensorTypes(tensors, { ...opts, fileType, layerCount });
+  const types = planTensorTypes(tensors, { ...opts, fileType });
   return new Map(tensors.map((t, i) => [t.name, types[i]!]));
 }
 

@@ -33,7 +33,7 @@ import { blockInts, dotQ8_K, kMin, kScale, quantizeQ8_K, type KQuantType } from 
 import { NormalSource } from '../src/tensor/random.js';
 import { run } from './helpers/cli.js';
 import { shared } from './helpers/vocab.js';
-import { put, randomValues } from './helpers/kernels.js';
+import { encode, put, randomValues } from './helpers/kernels.js';
 
 const K_TYPES = ['q4_k', 'q5_k', 'q6_k'] as const;
 
@@ -187,7 +187,7 @@ describe('K-quant round trip on N(0, 1) data', () => {
     const x = new Float32Array(n);
     for (let i = 0; i < n; i++) x[i] = normal.next();
     const y = new Float32Array(n);
-    dequantize(dtype, encoded(dtype, x), 0, n, y);
+    dequantize(dtype, encode(dtype, x), 0, n, y);
     let se = 0;
     for (let i = 0; i < n; i++) se += (y[i]! - x[i]!) ** 2;
     const rms = Math.sqrt(se / n);
@@ -214,12 +214,6 @@ describe('K-quant dot products match ggml\'s vec_dot', () => {
 });
 
 // ---- 3. the wasm kernels against the reference and ggml ------------------------------------------
-
-function encoded(dtype: DType, values: Float32Array): Uint8Array {
-  const out = new Uint8Array((values.length / DTYPES[dtype].blockSize) * DTYPES[dtype].blockBytes);
-  encodeValues(dtype, values, out);
-  return out;
-}
 
 const f32Bytes = (values: Float32Array): Uint8Array => new Uint8Array(values.slice().buffer);
 
@@ -278,7 +272,7 @@ describe.each(variants)('wasm K-quant kernels (%s)', (variant) => {
       const wValues = randomValues(N * K, seed + 1, 0.05, 0.01);
       wValues.fill(0, 0, Math.min(K, wValues.length) / 2); // a zero half row: d = dmin = 0 blocks
       if (M > 1) x.fill(0, K, K + 256); // an all-zero activation block (Q8_K d = 0)
-      const w = encoded(dtype, wValues);
+      const w = encode(dtype, wValues);
       const want = matmulOn(ref, dtype, x, w, M, N, K);
       const got = matmulOn(one, dtype, x, w, M, N, K);
       const got2 = matmulOn(two, dtype, x, w, M, N, K);
@@ -294,7 +288,7 @@ describe.each(variants)('wasm K-quant kernels (%s)', (variant) => {
     it('getRows is exact', () => {
       const D = 512;
       const rows = 5;
-      const table = encoded(dtype, randomValues(rows * D, 99, 1, -0.2));
+      const table = encode(dtype, randomValues(rows * D, 99, 1, -0.2));
       const ids = [3, 0, 4, 3, 1];
       const want = ref.alloc('f32', [ids.length, D]);
       ref.getRows(want, put(ref, dtype, [rows, D], table), ids);

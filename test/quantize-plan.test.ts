@@ -20,7 +20,7 @@ function llamaTensors(layers: number, dim: number, ffn: number, tied = false): P
 }
 
 function typesOf(tensors: PlanTensor[], fileType: string, extra = {}): Map<string, string> {
-  const types = planTensorTypes(tensors, { fileType: parseFileType(fileType), layerCount: 32, ...extra });
+  const types = planTensorTypes(tensors, { fileType: parseFileType(fileType), ...extra });
   return new Map(tensors.map((t, i) => [t.name, types[i]!]));
 }
 
@@ -63,12 +63,12 @@ describe('planTensorTypes', () => {
 
   it('rows that do not split fall back (Q4_K → Q5_0, Q6_K → Q8_0, else F16); overrides and --pure win', () => {
     const narrow = llamaTensors(4, 288, 768); // stories15M widths: 288 is not a multiple of 256
-    const types = planTensorTypes(narrow, { fileType: 'q4_k_m', layerCount: 4 });
+    const types = planTensorTypes(narrow, { fileType: 'q4_k_m' });
     const byName = new Map(narrow.map((t, i) => [t.name, types[i]]));
     expect(byName.get('blk.1.attn_q.weight')).toBe('q5_0');
     expect(byName.get('blk.2.attn_v.weight')).toBe('q8_0'); // favoured: Q6_K → Q8_0
     expect(byName.get('output.weight')).toBe('q8_0');
-    const odd = planTensorTypes([{ name: 'blk.0.ffn_down.weight', shape: [64, 172], dtype: 'f32' }], { fileType: 'q4_0', layerCount: 1 });
+    const odd = planTensorTypes([{ name: 'blk.0.ffn_down.weight', shape: [64, 172], dtype: 'f32' }], { fileType: 'q4_0' });
     expect(odd).toEqual(['f16']);
     const pure = typesOf(llama7b, 'q4_k_m', { pure: true, tokenEmbeddingType: 'q8_0' });
     expect(new Set([...pure].filter(([n]) => !n.includes('norm') && n !== 'token_embd.weight').map(([, t]) => t))).toEqual(new Set(['q4_k']));

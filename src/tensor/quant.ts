@@ -109,7 +109,7 @@ export function dequantize(dtype: DType, bytes: Uint8Array, start: number, count
 
 /** GGUF's general.file_type (llama.cpp's LLAMA_FTYPE_*) for a model mostly of that type. */
 export const GGUF_FILE_TYPE = {
-  f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9,
+  f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, bf16: 32,
   // llama.cpp's MOSTLY_Q4_K_S .. MOSTLY_Q6_K; files of plain q4_k / q5_k weights carry the _S number
   q4_k_s: 14, q4_k_m: 15, q5_k_s: 16, q5_k_m: 17, q4_k: 14, q5_k: 16, q6_k: 18,
 } as const;
