@@ -297,6 +297,21 @@ describe('token masks on the 32000-token llama vocabulary', () => {
     }
   });
 
+  it('allowedIds() lists what mask() leaves once a narrow state\'s mask is cached, and nothing for wide or uncached states', () => {
+    const automaton = GrammarAutomaton.fromGbnf(JSON_GRAMMAR);
+    for (const [prefix, narrow] of [['{"a": [1, tr', true], ['{}', true], ['"caf', false]] as const) {
+      const c = grammarConstraint(automaton, tok);
+      for (const id of byteTokens(tok, prefix)) c.accept(id);
+      const fresh = c.clone();
+      expect(c.allowedIds(eog)).toBeUndefined(); // nothing cached yet
+      const allowed = unmasked(c, tok.vocabSize, eog); // caches this state's mask
+      const listed = c.allowedIds(eog);
+      expect([prefix, listed && [...listed]]).toEqual([prefix, narrow ? allowed : undefined]);
+      if (narrow) expect(allowed.length).toBeGreaterThan(0);
+      expect(fresh.allowedIds(eog) === undefined).toBe(!narrow); // clones share the cache
+    }
+  });
+
   it('a sampler picking from the best allowed candidates draws exactly as with the whole row masked', () => {
     const automaton = GrammarAutomaton.fromGbnf(JSON_GRAMMAR);
     const ctx = { eog, vocabSize: tok.vocabSize };

@@ -16,6 +16,12 @@ export interface TokenConstraint {
    * vocabulary, which is what pays in a grammar state not seen before.
    */
   allows?(id: number, eog: ReadonlySet<number>): boolean;
+  /**
+   * The ids `mask` would leave, ascending, when the constraint knows them without walking the
+   * vocabulary and they are few (a cached mask of a narrow state); else undefined. Optional: with
+   * it, a sampler ranks just those tokens instead of scanning and masking the whole row.
+   */
+  allowedIds?(eog: ReadonlySet<number>): Int32Array | undefined;
   /** Advance past the chosen token (which mask allowed). */
   accept(id: number): void;
   /** Whether the output so far is a complete match (generation may end here). */

@@ -223,7 +223,10 @@ export class Sampler {
    */
   private bestAllowed(row: Float32Array, k: number): Candidates | undefined {
     const constraint = this.constraint;
-    if (!constraint?.allows || k <= 0) return undefined;
+    if (!constraint || k <= 0) return undefined;
+    const allowed = constraint.allowedIds?.(this.eog);
+    if (allowed) return allowed.length === 0 ? undefined : topKAmong(row, allowed, k);
+    if (!constraint.allows) return undefined;
     const batch = Math.min(row.length, Math.max(32, 2 * k));
     const best = sortCandidates(topK(row, batch));
     const ids: number[] = [];
@@ -249,6 +252,20 @@ export class Sampler {
     const from = this.repeatLastN < 0 ? 0 : Math.max(0, history.length - this.repeatLastN);
     return Array.prototype.slice.call(history, from) as number[];
   }
+}
+
+/**
+ * The k best of the listed ids (ascending), best first, ties to the lower id as topK breaks them;
+ * tokens whose logit is -Infinity (or NaN) are left out, as the masked path would give them no mass.
+ */
+function topKAmong(row: Float32Array, ids: Int32Array, k: number): Candidates | undefined {
+  const values = new Float32Array(ids.length);
+  ids.forEach((id, i) => (values[i] = row[id]));
+  const best = sortCandidates(topK(values, Math.min(k, ids.length)));
+  let n = 0;
+  while (n < best.ids.length && best.logits[n] > -Infinity) n++;
+  if (n === 0) return undefined;
+  return { ids: Int32Array.from(best.ids.subarray(0, n), (i) => ids[i]), logits: best.logits.slice(0, n), sorted: true };
 }
 
 /** A random seed with room for `n` consecutive seeds after it (n samples use seed, seed + 1, ...). */

@@ -267,6 +267,19 @@ export class GrammarConstraint implements TokenConstraint {
     return bytes.length > 0 && this.matcher.clone().acceptBytes(bytes);
   }
 
+  /** The cached mask's allowed list when it is a short one (not inverted), with the end-of-generation ids mask() would leave. */
+  allowedIds(eog: ReadonlySet<number>): Int32Array | undefined {
+    this.lastEog = eog;
+    const complete = this.complete;
+    if (this.finished) return Int32Array.from([...eog].filter((id) => complete && id < this.context.tokenizer.vocabSize)).sort();
+    const cached = this.context.cachedMask(this.matcher.state, this.matcher.pending);
+    if (!cached || cached.inverted) return undefined;
+    if (eog.size === 0) return cached.ids;
+    const ids = [...cached.ids].filter((id) => !eog.has(id));
+    if (complete) for (const id of eog) if (id < this.context.tokenizer.vocabSize) ids.push(id);
+    return Int32Array.from(ids).sort();
+  }
+
   private applyMask(logits: Float32Array, mask: CachedMask): void {
     if (mask.inverted) {
       for (const id of mask.ids) if (id < logits.length) logits[id] = -Infinity;
