@@ -176,7 +176,7 @@ export function parseSafetensors(data: Uint8Array, name = '<buffer>'): Safetenso
     if (t && t.dtype !== 'F32') throw new FormatError('bad_dtype', name, `tensor ${tensor} is ${t.dtype}, not F32`);
     const b = bytes(tensor);
     if (b.byteOffset % 4 === 0) return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
-    return new Float32Array(b.slice().buffer);
+    return new Float32Array(new Uint8Array(b).buffer); // unaligned: a copy
   };
   return { ...file, bytes, f32 };
 }
