@@ -203,3 +203,53 @@ export function q4_0_to_f32(dst: usize, src: usize, nb: i32): void {
     }
   }
 }
+
+// ---- GPT-2 style layers --------------------------------------------------------------------------
+
+/**
+ * LayerNorm of rows [r0, r1): out = (x − mean) / sqrt(var + eps) · w + b, as the reference computes
+ * it: the mean from an in-order f64 sum rounded to f32, the centred values in f32, the variance from
+ * an in-order f64 sum of their squares, the scale in f64, then (x − mean)·scale rounded to f32, times
+ * w in f32, plus b in f32 (ggml's norm → mul → add).
+ */
+export function layernorm(out: usize, x: usize, w: usize, b: usize, D: i32, eps: f64, r0: i32, r1: i32): void {
+  const rowBytes = <usize>D << 2;
+  for (let r = r0; r < r1; r++) {
+    const xp = x + <usize>r * rowBytes;
+    const op = out + <usize>r * rowBytes;
+    let sum: f64 = 0;
+    for (let i = 0; i < D; i++) sum += <f64>load<f32>(xp + (<usize>i << 2));
+    const mean = <f32>(sum / <f64>D);
+    let ss: f64 = 0;
+    for (let i = 0; i < D; i++) {
+      const v = <f64>(load<f32>(xp + (<usize>i << 2)) - mean);
+      ss += v * v;
+    }
+    const scale = f64x2.splat(1.0 / Math.sqrt(ss / <f64>D + eps));
+    const m4 = f32x4.splat(mean);
+    let i = 0;
+    for (; i + 4 <= D; i += 4) {
+      const at = <usize>i << 2;
+      const centred = f32x4.sub(v128.load(xp + at), m4);
+      v128.store(op + at, f32x4.add(f32x4.mul(scaleF64(centred, scale), v128.load(w + at)), v128.load(b + at)));
+    }
+    for (; i < D; i++) {
+      const at = <usize>i << 2;
+      const centred = f32x4.sub(load1(xp + at), m4);
+      store1(op + at, f32x4.add(f32x4.mul(scaleF64(centred, scale), load1(w + at)), load1(b + at)));
+    }
+  }
+}
+
+/** out[r, :] = x[r, :] + row[:] on rows [r0, r1) of D values (a bias added to every row). */
+export function add_rows(out: usize, x: usize, row: usize, D: i32, r0: i32, r1: i32): void {
+  const rowBytes = <usize>D << 2;
+  for (let r = r0; r < r1; r++) {
+    const xp = x + <usize>r * rowBytes;
+    const op = out + <usize>r * rowBytes;
+    let i: usize = 0;
+    const end = rowBytes;
+    for (; i + 16 <= end; i += 16) v128.store(op + i, f32x4.add(v128.load(xp + i), v128.load(row + i)));
+    for (; i < end; i += 4) store<f32>(op + i, load<f32>(xp + i) + load<f32>(row + i));
+  }
+}

@@ -391,6 +391,8 @@ export class HessianRecorder implements Backend {
   mul(out: Tensor, a: Tensor, b: Tensor): void { this.inner.mul(out, a, b); }
   setRows(dst: Tensor, start: number, src: Tensor): void { this.inner.setRows(dst, start, src); }
   attention(out: Tensor, q: Tensor, k: Tensor, v: Tensor, params: AttentionParams): void { this.inner.attention(out, q, k, v, params); }
+  layernorm(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, eps: number): void { this.inner.layernorm(out, x, weight, bias, eps); }
+  addRows(out: Tensor, x: Tensor, row: Tensor): void { this.inner.addRows(out, x, row); }
 }
 
 /**

@@ -1,9 +1,10 @@
 /**
- * Random-weight Llama models of real shapes, written as GGUF: for benchmarks and tests that need
+ * Random-weight Llama and GPT-2 models of real shapes, written as GGUF: for benchmarks and tests that need
  * a model of a given size but not a trained one.
  *
- * Weights are normal(0, 0.02) from a seeded PRNG (each tensor seeded from the seed and its name,
- * so a tensor's values do not depend on which other tensors the file holds); norms are 1.0. The
+ * Weights (and GPT-2's biases) are normal(0, 0.02) from a seeded PRNG (each tensor seeded from
+ * the seed and its name, so a tensor's values do not depend on which other tensors the file
+ * holds); norms are 1.0. The
  * tokenizer is the 32000-token Llama SentencePiece vocabulary copied from a GGUF file; shapes with
  * a larger vocabulary pad it with unused "<extra_N>" tokens so the tensor shapes stay real.
  *
@@ -19,7 +20,9 @@ import { writeGGUF, type GGUFWriteTensor } from './formats/gguf-writer.js';
 import { byteSize, DTYPES, type DType } from './tensor/dtype.js';
 import { encodeValues, GGUF_FILE_TYPE } from './tensor/quant.js';
 import { NormalSource } from './tensor/random.js';
-import { llamaTensorShapes, type LlamaConfig } from './models/llama.js';
+import type { Gpt2Config } from './models/gpt2.js';
+import { tensorShapes, type ArchConfig } from './models/index.js';
+import type { LlamaConfig } from './models/llama.js';
 
 /** Hyper-parameters of the shapes `init` knows, from the published models. */
 export const INIT_SHAPES = {
@@ -30,7 +33,16 @@ export const INIT_SHAPES = {
   'llama-1b': { dim: 2048, ffn: 8192, layers: 16, heads: 32, kvHeads: 8, vocab: 128256, ctx: 8192, ropeTheta: 500000 },
 } as const;
 
-export type InitShape = keyof typeof INIT_SHAPES;
+/** GPT-2 shapes (GPT-2's own 50257-token byte-level BPE vocabulary by default). */
+export const GPT2_INIT_SHAPES = {
+  'gpt2-tiny': { dim: 64, ffn: 256, layers: 2, heads: 4, vocab: 50257, ctx: 128 },
+  gpt2: { dim: 768, ffn: 3072, layers: 12, heads: 12, vocab: 50257, ctx: 1024 },
+} as const;
+
+/** Every shape `init` writes, Llama and GPT-2. */
+export const ALL_INIT_SHAPES: readonly string[] = [...Object.keys(INIT_SHAPES), ...Object.keys(GPT2_INIT_SHAPES)];
+
+export type InitShape = keyof typeof INIT_SHAPES | keyof typeof GPT2_INIT_SHAPES;
 export type InitDType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
 export const INIT_DTYPES: readonly InitDType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
 
@@ -38,6 +50,8 @@ export const INIT_DTYPES: readonly InitDType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
 export const DEFAULT_VOCAB_PATH = fileURLToPath(
   new URL('../../shared/models/llama-2-tiny-random/llama-2-tiny-random.gguf', import.meta.url),
 );
+/** The GPT-2 vocabulary `init` copies for GPT-2 shapes: llama.cpp's ggml-vocab-gpt-2.gguf. */
+export const DEFAULT_GPT2_VOCAB_PATH = fileURLToPath(new URL('../../shared/models/llamacpp-vocab/ggml-vocab-gpt-2.gguf', import.meta.url));
 
 export interface InitOptions {
   shape: InitShape;
@@ -49,12 +63,18 @@ export interface InitOptions {
   vocab?: string;
   /** Fewer (or more) layers than the shape has: small files of real widths for tests. */
   layers?: number;
+  /**
+   * Standard deviation of the weights (default 0.02). Test fixtures use larger ones: at 0.02 the
+   * residual stream is mostly the token embedding and a tied model just repeats its input.
+   */
+  std?: number;
   onProgress?: (writtenBytes: number, totalBytes: number) => void;
 }
 
 export interface InitResult {
   path: string;
-  config: LlamaConfig;
+  config: LlamaConfig | Gpt2Config;
+  architecture: ArchConfig['architecture'];
   tensorCount: number;
   parameterCount: number;
   /** Bytes of tensor data (the file adds the header and padding). */
@@ -65,12 +85,34 @@ export interface InitResult {
 
 const STD = 0.02;
 
-export function initConfig(shape: InitShape, layers?: number): LlamaConfig {
-  const s = INIT_SHAPES[shape];
-  if (!s) throw new RequestError('unknown_shape', 'shape', `unknown shape '${String(shape)}' (known: ${Object.keys(INIT_SHAPES).join(', ')})`);
+/** The architecture and hyper-parameters of a shape (`layers` overrides its layer count). */
+export function initArchConfig(shape: InitShape, layers?: number): ArchConfig {
+  if (!Object.hasOwn(GPT2_INIT_SHAPES, shape)) return { architecture: 'llama', config: initConfig(shape as keyof typeof INIT_SHAPES, layers) };
+  checkLayers(layers);
+  const s = GPT2_INIT_SHAPES[shape as keyof typeof GPT2_INIT_SHAPES];
+  const config: Gpt2Config = {
+    context_length: s.ctx,
+    embedding_length: s.dim,
+    block_count: layers ?? s.layers,
+    feed_forward_length: s.ffn,
+    head_count: s.heads,
+    layer_norm_epsilon: 1e-5,
+    vocab_size: s.vocab,
+  };
+  return { architecture: 'gpt2', config };
+}
+
+function checkLayers(layers: number | undefined): void {
   if (layers !== undefined && (!Number.isInteger(layers) || layers < 1 || layers > 1024)) {
     throw new RequestError('invalid_layers', 'layers', `must be an integer in 1..1024, got ${layers}`);
   }
+}
+
+/** The hyper-parameters of a Llama shape. */
+export function initConfig(shape: keyof typeof INIT_SHAPES, layers?: number): LlamaConfig {
+  const s = INIT_SHAPES[shape];
+  if (!s) throw new RequestError('unknown_shape', 'shape', `unknown shape '${String(shape)}' (known: ${ALL_INIT_SHAPES.join(', ')})`);
+  checkLayers(layers);
   return {
     context_length: s.ctx,
     embedding_length: s.dim,
@@ -93,28 +135,24 @@ export function initModel(opts: InitOptions): InitResult {
   }
   const seed = opts.seed ?? 0;
   if (!Number.isSafeInteger(seed) || seed < 0) throw new RequestError('invalid_seed', 'seed', `must be a non-negative integer, got ${seed}`);
-  const config = initConfig(opts.shape, opts.layers);
+  const std = opts.std ?? STD;
+  if (!(std > 0 && std <= 10)) throw new RequestError('invalid_std', 'std', `must be in (0, 10], got ${std}`);
+  const arch = initArchConfig(opts.shape, opts.layers);
+  const { config } = arch;
   const outDir = path.dirname(path.resolve(opts.output));
   if (!fs.existsSync(outDir)) throw new RequestError('no_such_directory', 'output', `directory ${outDir} does not exist`);
 
+  const defaultVocab = arch.architecture === 'gpt2' ? DEFAULT_GPT2_VOCAB_PATH : DEFAULT_VOCAB_PATH;
   const metadata = new Map<string, GGUFTypedValue>([
-    ['general.architecture', { type: 'string', value: 'llama' }],
+    ['general.architecture', { type: 'string', value: arch.architecture }],
     ['general.name', { type: 'string', value: `${opts.shape} (random init, seed ${seed})` }],
     ['general.file_type', { type: 'u32', value: GGUF_FILE_TYPE[dtype] }],
-    ['llama.context_length', { type: 'u32', value: config.context_length }],
-    ['llama.embedding_length', { type: 'u32', value: config.embedding_length }],
-    ['llama.block_count', { type: 'u32', value: config.block_count }],
-    ['llama.feed_forward_length', { type: 'u32', value: config.feed_forward_length }],
-    ['llama.attention.head_count', { type: 'u32', value: config.head_count }],
-    ['llama.attention.head_count_kv', { type: 'u32', value: config.head_count_kv }],
-    ['llama.rope.dimension_count', { type: 'u32', value: config.rope_dimension_count }],
-    ['llama.rope.freq_base', { type: 'f32', value: config.rope_freq_base }],
-    ['llama.attention.layer_norm_rms_epsilon', { type: 'f32', value: config.layer_norm_rms_epsilon }],
-    ...vocabMetadata(opts.vocab ?? DEFAULT_VOCAB_PATH, config.vocab_size, opts.vocab === undefined),
+    ...archMetadata(arch),
+    ...vocabMetadata(opts.vocab ?? defaultVocab, config.vocab_size, opts.vocab === undefined),
   ]);
 
   // Tied classifier: no output.weight, as the real models.
-  const shapes = [...llamaTensorShapes(config)].filter(([name]) => name !== 'output.weight');
+  const shapes = [...tensorShapes(arch)].filter(([name]) => name !== 'output.weight');
   const specs = shapes.map(([name, shape]) => {
     const type: DType = shape.length === 1 ? 'f32' : dtype; // norms stay f32
     const count = shape.reduce((a, b) => a * b, 1);
@@ -132,9 +170,9 @@ export function initModel(opts: InitOptions): InitResult {
     shape: spec.shape,
     data: () => {
       const base = written;
-      const bytes = spec.shape.length === 1
+      const bytes = spec.shape.length === 1 && !spec.name.endsWith('.bias')
         ? encodeOnes(spec.bytes)
-        : randomTensor(spec.dtype, spec.shape, tensorSeed(seed, spec.name), (done) => opts.onProgress?.(base + done, totalBytes));
+        : randomTensor(spec.dtype, spec.shape, tensorSeed(seed, spec.name), (done) => opts.onProgress?.(base + done, totalBytes), std);
       written += spec.bytes;
       opts.onProgress?.(written, totalBytes);
       return bytes;
@@ -146,14 +184,38 @@ export function initModel(opts: InitOptions): InitResult {
   return {
     path: opts.output,
     config,
+    architecture: arch.architecture,
     tensorCount: specs.length,
     parameterCount: specs.reduce((sum, s) => sum + s.shape.reduce((a, b) => a * b, 1), 0),
     dataBytes: totalBytes,
   };
 }
 
+/** The `<arch>.*` hyper-parameter keys, as llama.cpp's converters write them. */
+export function archMetadata(arch: ArchConfig): [string, GGUFTypedValue][] {
+  const u32 = (key: string, value: number): [string, GGUFTypedValue] => [`${arch.architecture}.${key}`, { type: 'u32', value }];
+  const f32 = (key: string, value: number): [string, GGUFTypedValue] => [`${arch.architecture}.${key}`, { type: 'f32', value }];
+  const c = arch.config;
+  const common = [
+    u32('context_length', c.context_length),
+    u32('embedding_length', c.embedding_length),
+    u32('block_count', c.block_count),
+    u32('feed_forward_length', c.feed_forward_length),
+    u32('attention.head_count', c.head_count),
+  ];
+  if (arch.architecture === 'gpt2') return [...common, f32('attention.layer_norm_epsilon', arch.config.layer_norm_epsilon)];
+  const l = arch.config;
+  return [
+    ...common,
+    u32('attention.head_count_kv', l.head_count_kv),
+    u32('rope.dimension_count', l.rope_dimension_count),
+    f32('rope.freq_base', l.rope_freq_base),
+    f32('attention.layer_norm_rms_epsilon', l.layer_norm_rms_epsilon),
+  ];
+}
+
 /**
- * The tokenizer.ggml.* keys of a GGUF file with a 'llama' vocabulary, padded to `vocabSize`
+ * The tokenizer.ggml.* keys of a GGUF file with a 'llama' or 'gpt2' vocabulary, padded to `vocabSize`
  * tokens with unused "<extra_N>" tokens (type 5, score 0).
  */
 function vocabMetadata(file: string, vocabSize: number, isDefault: boolean): [string, GGUFTypedValue][] {
@@ -163,8 +225,8 @@ function vocabMetadata(file: string, vocabSize: number, isDefault: boolean): [st
   }
   const gguf = readGGUF(file);
   const model = gguf.metadata.get('tokenizer.ggml.model');
-  if (model !== 'llama') {
-    throw new RequestError('unsupported_vocab', 'vocab', `${file}: tokenizer.ggml.model is '${String(model)}', init needs a 'llama' (SentencePiece) vocabulary`);
+  if (model !== 'llama' && model !== 'gpt2') {
+    throw new RequestError('unsupported_vocab', 'vocab', `${file}: tokenizer.ggml.model is '${String(model)}', init needs a 'llama' (SentencePiece) or 'gpt2' (BPE) vocabulary`);
   }
   const tokens = gguf.metadata.get('tokenizer.ggml.tokens');
   if (!Array.isArray(tokens)) throw new RequestError('unsupported_vocab', 'vocab', `${file}: tokenizer.ggml.tokens is missing or not an array of strings`);
@@ -206,8 +268,8 @@ function encodeOnes(bytes: number): Uint8Array {
 /** Values generated (and encoded) per step: bounds the f32 scratch and paces progress reports. */
 const CHUNK_VALUES = 1 << 16;
 
-/** A 2-D tensor of normal(0, STD) values encoded as `dtype`, produced a few rows at a time. */
-export function randomTensor(dtype: DType, shape: readonly number[], seed: number, onProgress?: (bytesDone: number) => void): Uint8Array {
+/** A tensor of normal(0, std) values encoded as `dtype`, produced a few rows at a time. */
+export function randomTensor(dtype: DType, shape: readonly number[], seed: number, onProgress?: (bytesDone: number) => void, std = STD): Uint8Array {
   const rowLength = shape[shape.length - 1]!;
   const rowCount = shape.reduce((a, b) => a * b, 1) / rowLength;
   const rowBytes = byteSize(dtype, rowLength);
@@ -219,7 +281,7 @@ export function randomTensor(dtype: DType, shape: readonly number[], seed: numbe
     const rows = Math.min(rowsPerChunk, rowCount - row);
     const n = rows * rowLength;
     const values = scratch.subarray(0, n);
-    for (let i = 0; i < n; i++) values[i] = normal.next() * STD;
+    for (let i = 0; i < n; i++) values[i] = normal.next() * std;
     encodeValues(dtype, values, out.subarray(row * rowBytes, (row + rows) * rowBytes));
     onProgress?.((row + rows) * rowBytes);
   }

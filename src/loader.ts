@@ -9,18 +9,34 @@ import type { Backend } from './backend/backend.js';
 import { FormatError, ModelError, ResourceError } from './errors.js';
 import { GGUF_MAGIC, readGGUF, readTensorData, type GGUFFile, type GGUFTensorInfo } from './formats/gguf.js';
 import { readLlama2c, type Llama2cFile } from './formats/llama2c.js';
-import { llamaConfigFromGGUF, llamaConfigFromLlama2c, llamaTensorShapes, type LlamaConfig, type LlamaWeights } from './models/llama.js';
-import { GGML_TYPE_NAMES } from './tensor/dtype.js';
+import { isHfCheckpoint, openHfCheckpoint, readHfTensor, type HfCheckpoint } from './models/hf.js';
+import { archConfigFromGGUF, createNetwork, OPTIONAL_TENSORS, tensorShapes, type ArchConfig } from './models/index.js';
+import { llamaConfigFromLlama2c, llamaWeights, type LlamaConfig, type LlamaWeights } from './models/llama.js';
+import type { DecoderOptions, Network } from './nn/decoder.js';
+import { DTYPES, GGML_TYPE_NAMES } from './tensor/dtype.js';
 import type { Tensor } from './tensor/tensor.js';
 import { readLlama2cTokenizer } from './tokenizers/llama2c.js';
-import { fileMagic, tokenizerFromGGUF, tokenizerFromVocab, type Tokenizer } from './tokenizers/index.js';
+import { fileMagic, loadTokenizer, tokenizerFromGGUF, tokenizerFromVocab, type Tokenizer } from './tokenizers/index.js';
 
 export type ModelFile =
   | { format: 'gguf'; path: string; fileSize: number; file: GGUFFile; tensors: GGUFTensorInfo[] }
-  | { format: 'llama2c'; path: string; fileSize: number; file: Llama2cFile; tensors: GGUFTensorInfo[] };
+  | { format: 'llama2c'; path: string; fileSize: number; file: Llama2cFile; tensors: GGUFTensorInfo[] }
+  /** A Hugging Face folder; `tensors` under their GGUF names, types and shapes. */
+  | { format: 'hf'; path: string; fileSize: number; file: HfCheckpoint; tensors: GGUFTensorInfo[] };
 
-/** Read a model file's header: GGUF by its magic, llama2.c's legacy checkpoint otherwise. */
+/**
+ * Read a model's header: a folder with config.json is a Hugging Face checkpoint, a file is GGUF by
+ * its magic, llama2.c's legacy checkpoint otherwise.
+ */
 export function openModelFile(file: string): ModelFile {
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) {
+    if (!isHfCheckpoint(file)) throw new FormatError('unknown_format', file, 'a folder without config.json (a Hugging Face checkpoint has config.json and model.safetensors)');
+    const hf = openHfCheckpoint(file);
+    const tensors = [...hf.tensors.values()].map((t): GGUFTensorInfo => ({
+      name: t.name, dims: [...t.shape].reverse(), shape: t.shape, ggmlType: DTYPES[t.dtype].ggmlType, dtype: t.dtype, offset: t.source.offset, byteLength: t.byteLength,
+    }));
+    return { format: 'hf', path: file, fileSize: hf.weights.totalBytes, file: hf, tensors };
+  }
   const magic = fileMagic(file);
   if (magic === GGUF_MAGIC) {
     const gguf = readGGUF(file);
@@ -33,14 +49,20 @@ export function openModelFile(file: string): ModelFile {
   throw new FormatError('unknown_format', file, `not a GGUF file (magic ${JSON.stringify(magic)}) and not a llama2.c .bin checkpoint`);
 }
 
-/** The hyper-parameters of a model file (llama architecture only, for now). */
+/** The architecture and hyper-parameters of a model file (unknown architectures: ModelError naming it). */
+export function modelArchConfig(model: ModelFile, vocabSize: number): ArchConfig {
+  if (model.format === 'llama2c') return { architecture: 'llama', config: llamaConfigFromLlama2c(model.file.config, model.path) };
+  if (model.format === 'hf') return model.file.arch;
+  return archConfigFromGGUF((key) => model.file.metadata.get(key), vocabSize, model.path);
+}
+
+/** The hyper-parameters of a Llama-architecture model file (for Llama-only tools such as GPTQ). */
 export function modelConfig(model: ModelFile, vocabSize: number): LlamaConfig {
-  if (model.format === 'llama2c') return llamaConfigFromLlama2c(model.file.config, model.path);
-  const arch = model.file.metadata.get('general.architecture');
-  if (arch !== 'llama') {
-    throw new ModelError('unsupported_architecture', `${model.path}: architecture '${String(arch)}' is not supported (supported: llama)`);
+  const arch = modelArchConfig(model, vocabSize);
+  if (arch.architecture !== 'llama') {
+    throw new ModelError('unsupported_architecture', `${model.path}: architecture '${arch.architecture}' is not supported here (supported: llama)`);
   }
-  return llamaConfigFromGGUF((key) => model.file.metadata.get(key), vocabSize, model.path);
+  return arch.config;
 }
 
 /**
@@ -50,6 +72,7 @@ export function modelConfig(model: ModelFile, vocabSize: number): LlamaConfig {
  */
 export function modelTokenizer(model: ModelFile, tokenizerPath?: string): Tokenizer {
   if (model.format === 'gguf') return tokenizerFromGGUF(model.file);
+  if (model.format === 'hf') return loadTokenizer(tokenizerPath ?? model.path);
   const vocabSize = model.file.config.vocabSize;
   const dir = path.dirname(model.path);
   const candidates = tokenizerPath ? [tokenizerPath] : [path.join(dir, 'tokenizer.bin'), path.join(dir, `tok${vocabSize}.bin`)];
@@ -61,10 +84,10 @@ export function modelTokenizer(model: ModelFile, tokenizerPath?: string): Tokeni
 }
 
 /** The tensors a model loads (output.weight only where the file has one: else it is tied), checked against the config. */
-function wantedTensors(model: ModelFile, config: LlamaConfig): Map<string, GGUFTensorInfo> {
-  const expected = llamaTensorShapes(config);
+function wantedTensors(model: ModelFile, arch: ArchConfig): Map<string, GGUFTensorInfo> {
+  const expected = tensorShapes(arch);
   const infos = new Map(model.tensors.map((t) => [t.name, t]));
-  const wanted = [...expected.keys()].filter((name) => name !== 'output.weight' || infos.has(name));
+  const wanted = [...expected.keys()].filter((name) => !OPTIONAL_TENSORS.has(name) || infos.has(name));
   for (const name of wanted) checkTensor(model.path, infos.get(name), name, expected.get(name)!);
   return new Map(wanted.map((name) => [name, infos.get(name)!]));
 }
@@ -76,8 +99,8 @@ const size = (bytes: number): string => (bytes >= 2 ** 30 ? `${(bytes / 2 ** 30)
  * backend's memory: the wasm backend addresses 4 GiB at most (wasm32), so an F32 model of 1B
  * parameters cannot load there. The error names the file, its size and the limit.
  */
-export function checkModelFits(be: Backend, model: ModelFile, config: LlamaConfig, also: { bytes: number; what: string }): void {
-  const weights = [...wantedTensors(model, config).values()].reduce((sum, t) => sum + t.byteLength, 0);
+export function checkModelFits(be: Backend, model: ModelFile, arch: ArchConfig, also: { bytes: number; what: string }): void {
+  const weights = [...wantedTensors(model, arch).values()].reduce((sum, t) => sum + t.byteLength, 0);
   if (weights + also.bytes <= be.memoryLimit) return;
   throw new ResourceError(
     'model_too_large',
@@ -87,23 +110,23 @@ export function checkModelFits(be: Backend, model: ModelFile, config: LlamaConfi
   );
 }
 
-/** Check each tensor against the config and read it into backend memory. */
-export function loadLlamaWeights(
+/** Check each tensor against the config and read it into backend memory, by GGUF name. */
+export function loadTensors(
   be: Backend,
   model: ModelFile,
-  config: LlamaConfig,
+  arch: ArchConfig,
   onProgress?: (loadedBytes: number, totalBytes: number) => void,
-): LlamaWeights {
-  const tensors = wantedTensors(model, config);
+): Map<string, Tensor> {
+  const tensors = wantedTensors(model, arch);
   const total = [...tensors.values()].reduce((sum, t) => sum + t.byteLength, 0);
-
   const loaded = new Map<string, Tensor>();
   let done = 0;
   try {
     for (const [name, info] of tensors) {
       const tensor = be.alloc(info.dtype!, info.shape);
       loaded.set(name, tensor);
-      readTensorData(model.file, info, tensor.bytes);
+      if (model.format === 'hf') readHfTensor(model.file.tensors.get(name)!, tensor.bytes);
+      else readTensorData(model.file, info, tensor.bytes);
       done += info.byteLength;
       onProgress?.(done, total);
     }
@@ -111,20 +134,35 @@ export function loadLlamaWeights(
     for (const t of loaded.values()) be.free(t);
     throw err;
   }
-  const get = (name: string): Tensor => loaded.get(name)!;
-  const layers = Array.from({ length: config.block_count }, (_, l) => ({
-    attnNorm: get(`blk.${l}.attn_norm.weight`),
-    wq: get(`blk.${l}.attn_q.weight`),
-    wk: get(`blk.${l}.attn_k.weight`),
-    wv: get(`blk.${l}.attn_v.weight`),
-    wo: get(`blk.${l}.attn_output.weight`),
-    ffnNorm: get(`blk.${l}.ffn_norm.weight`),
-    ffnGate: get(`blk.${l}.ffn_gate.weight`),
-    ffnUp: get(`blk.${l}.ffn_up.weight`),
-    ffnDown: get(`blk.${l}.ffn_down.weight`),
-  }));
-  const tokenEmbd = get('token_embd.weight');
-  return { tokenEmbd, layers, outputNorm: get('output_norm.weight'), output: loaded.get('output.weight') ?? tokenEmbd };
+  return loaded;
+}
+
+/** A Llama model's weights in backend memory (see loadTensors). */
+export function loadLlamaWeights(
+  be: Backend,
+  model: ModelFile,
+  config: LlamaConfig,
+  onProgress?: (loadedBytes: number, totalBytes: number) => void,
+): LlamaWeights {
+  const loaded = loadTensors(be, model, { architecture: 'llama', config }, onProgress);
+  return llamaWeights(config, (name) => loaded.get(name)!, (name) => loaded.has(name));
+}
+
+/** Load the weights and build the network of the model's architecture. */
+export function loadNetwork(
+  be: Backend,
+  model: ModelFile,
+  arch: ArchConfig,
+  options: DecoderOptions,
+  onProgress?: (loadedBytes: number, totalBytes: number) => void,
+): Network {
+  const loaded = loadTensors(be, model, arch, onProgress);
+  try {
+    return createNetwork(be, arch, loaded, options);
+  } catch (err) {
+    for (const t of loaded.values()) be.free(t);
+    throw err;
+  }
 }
 
 function checkTensor(file: string, info: GGUFTensorInfo | undefined, name: string, shape: number[]): void {

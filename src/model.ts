@@ -13,8 +13,9 @@ import { speculativeStream, type PromptLookupOptions, type SpeculativeStats } fr
 import { checkStops, StopMatcher } from './generation/stop.js';
 import type { TokenConstraint } from './generation/constraint.js';
 import { grammarConstraint, JSON_OBJECT_GBNF, jsonSchemaToGbnf, regexToGbnf } from './generation/grammar/index.js';
-import { checkModelFits, loadLlamaWeights, modelConfig, modelTokenizer, openModelFile, type ModelFile } from './loader.js';
-import { kvDim, LlamaModel, type LlamaConfig } from './models/llama.js';
+import { checkModelFits, loadNetwork, modelArchConfig, modelTokenizer, openModelFile, type ModelFile } from './loader.js';
+import { kvWidth, type ArchConfig } from './models/index.js';
+import type { Network } from './nn/decoder.js';
 import { checkCacheType, kvCacheBytes, type CacheType, type KVCache } from './nn/kv-cache.js';
 import type { EncodeOptions, StreamDecoder, Tokenizer } from './tokenizers/index.js';
 import { applyChatTemplate, type ApplyChatTemplateOptions, type ChatMessage } from './tokenizers/chat-template.js';
@@ -159,10 +160,10 @@ export interface TokenEvent {
 
 export interface ModelInfo {
   format: ModelFile['format'];
-  architecture: string;
+  architecture: ArchConfig['architecture'];
   fileSize: number;
   parameterCount: number;
-  config: LlamaConfig;
+  config: ArchConfig['config'];
   tensors: { name: string; dtype: string; shape: number[] }[];
   tokenizer: { model: string; vocabSize: number; bos: number; eos: number; addBos: boolean };
 }
@@ -172,8 +173,9 @@ export async function loadModel(path: string = DEFAULT_MODEL_PATH, opts: LoadOpt
   checkCacheType(cacheType);
   const file = openModelFile(path);
   const tokenizer = modelTokenizer(file, opts.tokenizer);
-  const config = modelConfig(file, tokenizer.vocabSize);
-  checkCacheType(cacheType, kvDim(config), path);
+  const arch = modelArchConfig(file, tokenizer.vocabSize);
+  const { config } = arch;
+  checkCacheType(cacheType, kvWidth(arch), path);
   const contextLength = opts.contextLength ?? Math.min(config.context_length, 4096);
   if (!Number.isInteger(contextLength) || contextLength < 1) {
     throw new RequestError('invalid_context_length', 'contextLength', `must be a positive integer, got ${opts.contextLength}`);
@@ -184,11 +186,10 @@ export async function loadModel(path: string = DEFAULT_MODEL_PATH, opts: LoadOpt
   }
   const backend = await createBackend({ backend: opts.backend, threads: opts.threads });
   try {
-    const kvBytes = kvCacheBytes(cacheType, config.block_count, contextLength, kvDim(config));
-    checkModelFits(backend, file, config, { bytes: kvBytes, what: `the ${cacheType} KV cache of ${contextLength} positions` });
-    const weights = loadLlamaWeights(backend, file, config, opts.onProgress);
-    const net = new LlamaModel(backend, config, weights, { cacheType, contextLength, maxBatch: batchSize });
-    return new Model(path, file, net, tokenizer, backend);
+    const kvBytes = kvCacheBytes(cacheType, config.block_count, contextLength, kvWidth(arch));
+    checkModelFits(backend, file, arch, { bytes: kvBytes, what: `the ${cacheType} KV cache of ${contextLength} positions` });
+    const net = loadNetwork(backend, file, arch, { cacheType, contextLength, maxBatch: batchSize }, opts.onProgress);
+    return new Model(path, file, arch, net, tokenizer, backend);
   } catch (err) {
     backend.dispose();
     throw err;
@@ -203,23 +204,24 @@ export class Model {
   constructor(
     readonly path: string,
     file: ModelFile,
-    private readonly net: LlamaModel,
+    arch: ArchConfig,
+    private readonly net: Network,
     readonly tokenizer: Tokenizer,
     readonly backend: Backend,
   ) {
     this.info = {
       format: file.format,
-      architecture: 'llama',
+      architecture: arch.architecture,
       fileSize: file.fileSize,
       parameterCount: file.tensors.reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0),
-      config: net.config,
+      config: arch.config,
       tensors: file.tensors.map((t) => ({ name: t.name, dtype: t.dtype ?? `ggml type ${t.ggmlType}`, shape: t.shape })),
       tokenizer: { model: tokenizer.model, vocabSize: tokenizer.vocabSize, bos: tokenizer.bos, eos: tokenizer.eos, addBos: tokenizer.addBos },
     };
   }
 
   /** The network itself, for decoders that drive it directly (several sequences, beams, drafts). */
-  get network(): LlamaModel {
+  get network(): Network {
     return this.net;
   }
 

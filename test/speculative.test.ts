@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel, type Model } from '../src/model.js';
-import type { LlamaModel } from '../src/models/llama.js';
+import type { Network } from '../src/nn/decoder.js';
 import { argmax } from '../src/generation/sampler.js';
 import {
   draw,
@@ -32,7 +32,7 @@ const models: Model[] = [target, sameAgain, q8, q4];
 afterAll(() => models.forEach((m) => m.dispose()));
 
 /** Plain greedy decoding, one token per forward: what speculative greedy must reproduce. */
-function plainGreedy(net: LlamaModel, prompt: readonly number[], n: number): number[] {
+function plainGreedy(net: Network, prompt: readonly number[], n: number): number[] {
   let logits = net.forward(prompt, 0).f32();
   const out: number[] = [];
   for (let pos = prompt.length; out.length < n; pos++) {

@@ -94,4 +94,12 @@ export interface Backend {
    * or q8_0), into out [M, nHead·headDim]. A tiled online softmax: no M × ctx score matrix is formed.
    */
   attention(out: Tensor, q: Tensor, k: Tensor, v: Tensor, params: AttentionParams): void;
+  /**
+   * out[r, :] = (x[r, :] − mean) / sqrt(var + eps) · weight + bias (LayerNorm, GPT-2). The mean is
+   * an f64 sum rounded to f32, centred values are f32, the variance an f64 sum; (x − mean)·scale is
+   * rounded to f32, then times weight and plus bias in f32 (ggml's norm, mul, add).
+   */
+  layernorm(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, eps: number): void;
+  /** out[r, :] = x[r, :] + row[:] (a bias added to every row). */
+  addRows(out: Tensor, x: Tensor, row: Tensor): void;
 }

@@ -222,6 +222,34 @@ export class ReferenceBackend implements Backend {
       }
     }
   }
+
+  layernorm(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, eps: number): void {
+    const D = x.rowLength;
+    const xs = x.f32();
+    const ws = weight.f32();
+    const bs = bias.f32();
+    const o = out.f32();
+    for (let r = 0; r < x.rowCount; r++) {
+      const row = xs.subarray(r * D, (r + 1) * D);
+      let sum = 0;
+      for (let i = 0; i < D; i++) sum += row[i]!;
+      const mean = Math.fround(sum / D);
+      let ss = 0;
+      for (let i = 0; i < D; i++) ss += Math.fround(row[i]! - mean) ** 2;
+      const scale = 1 / Math.sqrt(ss / D + eps);
+      for (let i = 0; i < D; i++) {
+        o[r * D + i] = Math.fround(Math.fround(Math.fround(row[i]! - mean) * scale) * ws[i]!) + bs[i]!;
+      }
+    }
+  }
+
+  addRows(out: Tensor, x: Tensor, row: Tensor): void {
+    const D = x.rowLength;
+    const xs = x.f32();
+    const rs = row.f32();
+    const o = out.f32();
+    for (let i = 0; i < o.length; i++) o[i] = xs[i]! + rs[i % D]!;
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 /** `smallmind init`: write a random-weight model of a real shape (see src/models/init.ts). */
 import { Command, Option } from 'commander';
-import { INIT_DTYPES, INIT_SHAPES, initModel, type InitDType, type InitShape } from '../init.js';
+import { ALL_INIT_SHAPES, INIT_DTYPES, initModel, type InitDType, type InitShape } from '../init.js';
 import type { CliIO } from './io.js';
 import { integerIn, jsonOption } from './options.js';
 import { createProgress, formatBytes, progressMode } from './progress.js';
@@ -12,18 +12,20 @@ interface InitFlags {
   seed: number;
   vocab?: string;
   layers?: number;
+  std?: number;
   json?: boolean;
 }
 
 export function initCommand(io: CliIO): Command {
   return new Command('init')
     .description('write a GGUF model of a real shape with random weights (normal(0, 0.02), norms 1), for benchmarks and tests')
-    .addOption(new Option('--shape <name>', 'the model shape').choices(Object.keys(INIT_SHAPES)).makeOptionMandatory())
+    .addOption(new Option('--shape <name>', 'the model shape').choices([...ALL_INIT_SHAPES]).makeOptionMandatory())
     .addOption(new Option('--dtype <type>', 'weight type (norms stay f32)').choices([...INIT_DTYPES]).default('f32'))
     .addOption(new Option('-o, --output <file>', 'the .gguf file to write').makeOptionMandatory())
     .addOption(new Option('--seed <s>', 'random seed').argParser(integerIn(0)).default(0))
-    .addOption(new Option('--vocab <file>', 'GGUF file whose Llama vocabulary is copied (default: the shared llama-2-tiny-random)'))
+    .addOption(new Option('--vocab <file>', 'GGUF file whose vocabulary is copied (default: the shared llama-2-tiny-random; GPT-2 shapes: ggml-vocab-gpt-2)'))
     .addOption(new Option('--layers <n>', 'override the layer count (small files for tests)').argParser(integerIn(1, 1024)).hideHelp())
+    .addOption(new Option('--std <x>', 'standard deviation of the weights (default 0.02; fixtures use larger)').argParser(Number).hideHelp())
     .addOption(jsonOption())
     .action(async (flags: InitFlags) => {
       const progress = createProgress(`writing ${flags.output}`, io.stderr, progressMode(io.stderr, flags.json === true));
@@ -37,6 +39,7 @@ export function initCommand(io: CliIO): Command {
           seed: flags.seed,
           vocab: flags.vocab,
           layers: flags.layers,
+          std: flags.std,
           onProgress: (done, total) => progress.update(done, total),
         });
       } finally {

@@ -15,7 +15,7 @@ import { formatBytes } from './progress.js';
 
 export interface InspectReport {
   path: string;
-  format: 'gguf' | 'llama2c';
+  format: 'gguf' | 'llama2c' | 'hf';
   /** GGUF version (llama2.c checkpoints have none). */
   version?: number;
   architecture: string;
@@ -49,6 +49,11 @@ export function inspectModel(file: string, tokenizerPath?: string, stringLimit =
       config: { ...llamaConfigFromLlama2c(model.file.config, file), shared_classifier: model.file.config.sharedClassifier },
       ...tokenizer,
     };
+  }
+  if (model.format === 'hf') {
+    // a Hugging Face folder: tensors listed under their GGUF names, config.json under metadata
+    const { architecture, config } = model.file.arch;
+    return { ...base, format: 'hf', architecture, config: { ...config }, ...describeVocab(model, tokenizerPath), metadata: hfMetadata(model.file.json) };
   }
   const gguf = model.file;
   const architecture = String(gguf.metadata.get('general.architecture') ?? 'unknown');
@@ -107,6 +112,12 @@ function describeVocab(model: ModelFile, tokenizerPath?: string): Pick<InspectRe
     if (!(err instanceof SmallMindError)) throw err;
     return { tokenizer: null, tokenizerNote: err.message };
   }
+}
+
+/** config.json's scalar keys as they are, other values as JSON. */
+function hfMetadata(json: Record<string, unknown>): Record<string, number | string | boolean> {
+  const scalar = (v: unknown): v is number | string | boolean => ['number', 'string', 'boolean'].includes(typeof v);
+  return Object.fromEntries(Object.entries(json).map(([key, v]) => [key, scalar(v) ? v : JSON.stringify(v)]));
 }
 
 function isScalar(value: GGUFValue): value is number | bigint | boolean | string {

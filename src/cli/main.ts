@@ -12,6 +12,7 @@ import { Command, CommanderError } from 'commander';
 import { SmallMindError } from '../errors.js';
 import { benchCommand } from './bench.js';
 import { chatCommand } from './chat.js';
+import { convertCommand } from './convert.js';
 import { doctorCommand } from './doctor.js';
 import { generateCommand } from './generate.js';
 import { initCommand } from './init.js';
@@ -42,7 +43,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
         write(text);
       },
     });
-  for (const make of [generateCommand, chatCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, tokenizerCommand, initCommand, quantizeCommand, doctorCommand]) {
+  for (const make of [generateCommand, chatCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, tokenizerCommand, initCommand, quantizeCommand, doctorCommand, convertCommand]) {
     program.addCommand(make(io));
   }
   // addCommand does not pass these settings on; each subcommand (and theirs: `tokenizer train`) needs them.

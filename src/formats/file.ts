@@ -219,3 +219,25 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
     throw new FormatError('cannot_write', path, missingFolder ? 'its folder does not exist' : describeIoError(err));
   }
 }
+
+/**
+ * writeFileAtomic for data too large for one buffer: `write(fd)` writes the file's contents to a
+ * temp file, which is renamed over `path` once complete (removed on any error).
+ */
+export function writeFileAtomicWith(path: string, write: (fd: number) => void): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'w');
+    write(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, path);
+  } catch (err) {
+    if (fd !== undefined) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    if (err instanceof Error && 'family' in err) throw err; // our own errors, from `write`
+    const missingFolder = (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+    throw new FormatError('cannot_write', path, missingFolder ? 'its folder does not exist' : describeIoError(err));
+  }
+}

@@ -18,12 +18,12 @@
  *   - At maxTokens (or a full context) the running beams count as hypotheses of their length.
  *
  * The selection logic lives in BeamSearch (pure: logits in, beams out), so it can be checked by
- * hand on small tables; `beamSearch` drives it with a LlamaModel, one KV cache per beam. When a
+ * hand on small tables; `beamSearch` drives it with a Network (any architecture), one KV cache per beam. When a
  * beam has several children, the first keeps its cache and the others copy the shared prefix
  * into caches whose beams died (KVCache.copyFrom), so no prefix is ever run twice.
  */
 import { RequestError } from '../errors.js';
-import type { LlamaModel } from '../models/llama.js';
+import type { Network } from '../nn/decoder.js';
 import type { KVCache } from '../nn/kv-cache.js';
 import { topLogprobs } from './sampler.js';
 
@@ -181,7 +181,7 @@ export class BeamSearch {
  * ids (a tokenizer's endOfGeneration). Uses numBeams fresh KV caches, freed before returning.
  */
 export async function beamSearch(
-  network: LlamaModel,
+  network: Network,
   tokenizer: { readonly endOfGeneration: ReadonlySet<number> },
   promptTokens: readonly number[],
   opts: BeamSearchOptions,

@@ -25,7 +25,7 @@
  * re-runs only the tokens it has not seen (the accepted suffix, the corrected token).
  */
 import { ModelError, RequestError } from '../errors.js';
-import type { LlamaModel } from '../models/llama.js';
+import type { Network } from '../nn/decoder.js';
 import { argmax } from './sampler.js';
 
 /** A processed next-token distribution: the candidate ids and their probabilities (summing to 1). */
@@ -95,14 +95,14 @@ interface Proposer {
   propose(context: readonly number[], k: number): { tokens: number[]; dists: TokenDistribution[] };
 }
 
-export type DraftSource = LlamaModel | { promptLookup: PromptLookupOptions };
+export type DraftSource = Network | { promptLookup: PromptLookupOptions };
 
 /**
  * Generate from `target` with speculative decoding, yielding each token as it is settled; the
  * return value has all tokens and the acceptance statistics. Uses the networks' own KV caches.
  */
 export async function* speculativeStream(
-  target: LlamaModel,
+  target: Network,
   draft: DraftSource,
   promptTokens: readonly number[],
   opts: SpeculativeOptions = {},
@@ -247,8 +247,8 @@ class DraftModel implements Proposer {
   private seen: number[] = [];
 
   constructor(
-    private readonly net: LlamaModel,
-    target: LlamaModel,
+    private readonly net: Network,
+    target: Network,
     private readonly distribution: Distribution,
     private readonly rng: Uniform | undefined,
   ) {

@@ -8,7 +8,8 @@
  */
 import type { Backend } from '../backend/backend.js';
 import * as ops from '../ops/index.js';
-import { KVCache, type CacheType } from '../nn/kv-cache.js';
+import { Decoder, type DecoderOptions } from '../nn/decoder.js';
+import type { KVCache } from '../nn/kv-cache.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { ModelError } from '../errors.js';
 
@@ -113,67 +114,13 @@ class Scratch {
   }
 }
 
-export interface LlamaOptions {
-  cacheType: CacheType;
-  /** Positions the KV cache holds (≤ context_length). */
-  contextLength: number;
-  /** Most tokens one forward call processes at once; longer inputs are split. */
-  maxBatch: number;
-}
+export type LlamaOptions = DecoderOptions;
 
-export class LlamaModel {
-  readonly cache: KVCache;
+export class LlamaModel extends Decoder<LlamaConfig> {
   private scratch: Scratch | undefined;
-  /** Logits rows, sized separately: a 128k vocabulary makes them the largest activation. */
-  private logits: Tensor | undefined;
 
-  constructor(
-    readonly backend: Backend,
-    readonly config: LlamaConfig,
-    readonly weights: LlamaWeights,
-    readonly options: LlamaOptions,
-  ) {
-    this.cache = this.createCache();
-  }
-
-  /**
-   * A KV cache for another sequence (a sample, a beam, a draft): sequences that share a prefix
-   * copy its rows with KVCache.copyFrom instead of running it again. The caller frees it.
-   */
-  createCache(): KVCache {
-    return new KVCache(this.backend, this.config.block_count, this.options.contextLength, kvDim(this.config), this.options.cacheType);
-  }
-
-  /**
-   * Run `tokens` at positions pos, pos+1, ... through the model, filling the KV cache (the model's
-   * own, or `cache` for another sequence). Positions from `pos` on are overwritten, so a sequence
-   * steps back by calling forward at an earlier position (speculative decoding rejects this way).
-   * Returns the logits of the last token, or of every token with `allLogits` (as [n, vocab]).
-   * The returned tensor is a view on scratch memory, valid until the next call.
-   */
-  forward(tokens: ArrayLike<number>, pos: number, allLogits = false, cache: KVCache = this.cache): Tensor {
-    const n = tokens.length;
-    if (n === 0) throw new ModelError('empty_input', 'forward: no tokens');
-    if (pos < 0 || pos + n > cache.length) {
-      throw new ModelError('context_overflow', `positions ${pos}..${pos + n} exceed the context length ${cache.length}`);
-    }
-    if (n > this.options.maxBatch) {
-      if (allLogits) throw new ModelError('batch_too_large', `forward with all logits takes at most ${this.options.maxBatch} tokens`);
-      for (let start = 0; start < n - 1; start += this.options.maxBatch) {
-        const end = Math.min(start + this.options.maxBatch, n - 1);
-        this.forwardBatch(Array.prototype.slice.call(tokens, start, end), pos + start, false, cache);
-      }
-      return this.forwardBatch([tokens[n - 1]!], pos + n - 1, false, cache);
-    }
-    return this.forwardBatch(tokens, pos, allLogits, cache);
-  }
-
-  private logitsFor(rows: number): Tensor {
-    if (!this.logits || this.logits.rowCount < rows) {
-      if (this.logits) this.backend.free(this.logits);
-      this.logits = this.backend.alloc('f32', [rows, this.config.vocab_size]);
-    }
-    return this.logits.rows(0, rows);
+  constructor(backend: Backend, config: LlamaConfig, readonly weights: LlamaWeights, options: LlamaOptions) {
+    super(backend, config, options, kvDim(config));
   }
 
   private scratchFor(rows: number): Scratch {
@@ -185,7 +132,7 @@ export class LlamaModel {
   }
 
   /** One readable forward pass over a batch of n tokens. */
-  private forwardBatch(tokens: ArrayLike<number>, pos: number, allLogits: boolean, cache: KVCache): Tensor {
+  protected override forwardBatch(tokens: ArrayLike<number>, pos: number, allLogits: boolean, cache: KVCache): Tensor {
     const be = this.backend;
     const c = this.config;
     const w = this.weights;
@@ -213,9 +160,7 @@ export class LlamaModel {
       ops.matmul(be, v, xb, layer.wv);
       ops.rope(be, q, pos, { ...rope, nHead: c.head_count });
       ops.rope(be, k, pos, { ...rope, nHead: c.head_count_kv });
-      ops.setRows(be, cache.keys[l]!, pos, k);
-      ops.setRows(be, cache.values[l]!, pos, v);
-      ops.attention(be, att, q, cache.keys[l]!, cache.values[l]!, attention);
+      this.cachedAttention(att, q, k, v, cache, l, attention);
       ops.matmul(be, xb, att, layer.wo);
       ops.add(be, x, x, xb);
       // feed-forward: down(silu(gate(x)) · up(x))
@@ -237,12 +182,10 @@ export class LlamaModel {
     return logits;
   }
 
-  dispose(): void {
+  override dispose(): void {
     this.scratch?.free();
     this.scratch = undefined;
-    if (this.logits) this.backend.free(this.logits);
-    this.logits = undefined;
-    this.cache.free();
+    super.dispose();
   }
 }
 
@@ -297,4 +240,21 @@ export function llamaConfigFromLlama2c(h: {
   };
   validateLlamaConfig(config, source);
   return config;
+}
+
+/** The weights from loaded tensors by GGUF name (`get` throws for a missing one; output.weight may be absent: tied). */
+export function llamaWeights(c: LlamaConfig, get: (name: string) => Tensor, has: (name: string) => boolean): LlamaWeights {
+  const layers = Array.from({ length: c.block_count }, (_, l) => ({
+    attnNorm: get(`blk.${l}.attn_norm.weight`),
+    wq: get(`blk.${l}.attn_q.weight`),
+    wk: get(`blk.${l}.attn_k.weight`),
+    wv: get(`blk.${l}.attn_v.weight`),
+    wo: get(`blk.${l}.attn_output.weight`),
+    ffnNorm: get(`blk.${l}.ffn_norm.weight`),
+    ffnGate: get(`blk.${l}.ffn_gate.weight`),
+    ffnUp: get(`blk.${l}.ffn_up.weight`),
+    ffnDown: get(`blk.${l}.ffn_down.weight`),
+  }));
+  const tokenEmbd = get('token_embd.weight');
+  return { tokenEmbd, layers, outputNorm: get('output_norm.weight'), output: has('output.weight') ? get('output.weight') : tokenEmbd };
 }

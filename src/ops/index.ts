@@ -110,3 +110,21 @@ export function attention(be: Backend, out: Tensor, q: Tensor, k: Tensor, v: Ten
   if (p.pos + q.rowCount > k.rowCount) fail('attention', `positions up to ${p.pos + q.rowCount} exceed the cache (${k.rowCount})`);
   be.attention(out, q, k, v, p);
 }
+
+/** LayerNorm of each row with a weight and a bias (GPT-2). */
+export function layernorm(be: Backend, out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, eps: number): void {
+  expectF32('layernorm', out, x, weight, bias);
+  expectSameSize('layernorm', out, x);
+  if (weight.numel !== x.rowLength || bias.numel !== x.rowLength) {
+    fail('layernorm', `weight [${weight.shape}] and bias [${bias.shape}] should have ${x.rowLength} values`);
+  }
+  be.layernorm(out, x, weight, bias, eps);
+}
+
+/** out[r, :] = x[r, :] + row[:] (a bias added to every row). */
+export function addRows(be: Backend, out: Tensor, x: Tensor, row: Tensor): void {
+  expectF32('addRows', out, x, row);
+  expectSameSize('addRows', out, x);
+  if (row.numel !== x.rowLength) fail('addRows', `row [${row.shape}] should have ${x.rowLength} values`);
+  be.addRows(out, x, row);
+}

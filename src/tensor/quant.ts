@@ -4,7 +4,7 @@
  * activations for quantized matmuls are quantized as ggml's SIMD path does (scale 127/amax,
  * round to nearest-even), because that is what llama.cpp computes with at run time.
  */
-import { bf16ToF32, f16ToF32, f32ToF16 } from './f16.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './f16.js';
 import { DTYPES, type DType } from './dtype.js';
 import { dequantizeK, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K, quantizeQ8_K } from './quant-k.js';
 import { RequestError } from '../errors.js';
@@ -123,6 +123,11 @@ export function encodeValues(dtype: DType, values: Float32Array, dst: Uint8Array
     case 'f16': {
       const view = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
       for (let i = 0; i < values.length; i++) view.setUint16(2 * i, f32ToF16(values[i]!), true);
+      return;
+    }
+    case 'bf16': {
+      const view = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
+      for (let i = 0; i < values.length; i++) view.setUint16(2 * i, f32ToBf16(values[i]!), true);
       return;
     }
     case 'q8_0':

@@ -46,6 +46,7 @@ export const KERNELS = [
   'attention', 'rmsnorm', 'rope', 'softmax', 'swiglu', 'gelu', 'add', 'mul', 'f32_to_f16',
   'f32_to_q8_0',
   'quantize_q8_k', 'matmul_q4_k', 'matmul_q5_k', 'matmul_q6_k',
+  'layernorm', 'add_rows',
 ] as const;
 type KernelName = (typeof KERNELS)[number];
 const OP = Object.fromEntries(KERNELS.map((name, i) => [name, i])) as Record<KernelName, number>;
@@ -358,6 +359,15 @@ export class WasmBackend implements Backend {
 
   mul(out: Tensor, a: Tensor, b: Tensor): void {
     this.run('mul', [this.addr(out), this.addr(a), this.addr(b)], out.numel, 64, out.numel);
+  }
+
+  layernorm(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, eps: number): void {
+    const args = [this.addr(out), this.addr(x), this.addr(weight), this.addr(bias), x.rowLength, eps];
+    this.run('layernorm', args, x.rowCount, 1, x.numel * 6);
+  }
+
+  addRows(out: Tensor, x: Tensor, row: Tensor): void {
+    this.run('add_rows', [this.addr(out), this.addr(x), this.addr(row), x.rowLength], x.rowCount, 1, x.numel);
   }
 
   setRows(dst: Tensor, start: number, src: Tensor): void {
