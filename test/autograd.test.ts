@@ -249,6 +249,7 @@ describe('autograd: the engine', () => {
     expect(t.ownedBytes).toBe(4 * (1 + logits.value.numel));
     expect(t.ownedBytes).toBeLessThan(recorded / 10);
     expect(() => ag.gelu(t, hidden)).toThrow(/freed by backward/);
+    expect(() => t.retain(ag.reshape(t, logits, [logits.value.numel]))).toThrow(/retain the Var it views/);
     t.dispose();
     expect(be.allocatedBytes).toBe(baseline);
     expect(() => t.backward(loss)).toThrow(/not recorded/);

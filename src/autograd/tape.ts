@@ -206,6 +206,8 @@ export class Tape {
 
   /** Keep v's value through backward (until dispose), e.g. logits wanted for metrics. */
   retain(v: Var): Var {
+    // a view (reshape) shares memory its source frees: retain the source instead
+    if (v.node && !this.owned.has(v.value)) throw new Error(`retain: this Var is a view made by ${v.node.op}; retain the Var it views`);
     this.retained.add(v);
     return v;
   }
