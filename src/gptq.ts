@@ -19,7 +19,7 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import type { AttentionParams, Backend, RopeParams } from './backend/backend.js';
+import type { AttentionParams, Backend, RopeParams, TrainAttentionParams } from './backend/backend.js';
 import { createBackend } from './backend/index.js';
 import { ModelError, RequestError } from './errors.js';
 import { describeIoError } from './formats/file.js';
@@ -391,8 +391,26 @@ export class HessianRecorder implements Backend {
   mul(out: Tensor, a: Tensor, b: Tensor): void { this.inner.mul(out, a, b); }
   setRows(dst: Tensor, start: number, src: Tensor): void { this.inner.setRows(dst, start, src); }
   attention(out: Tensor, q: Tensor, k: Tensor, v: Tensor, params: AttentionParams): void { this.inner.attention(out, q, k, v, params); }
+  get allocatedBytes(): number { return this.inner.allocatedBytes; }
   layernorm(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, eps: number): void { this.inner.layernorm(out, x, weight, bias, eps); }
   addRows(out: Tensor, x: Tensor, row: Tensor): void { this.inner.addRows(out, x, row); }
+  matmulInputGrad(dx: Tensor, dy: Tensor, w: Tensor): void { this.inner.matmulInputGrad(dx, dy, w); }
+  matmulWeightGrad(dw: Tensor, dy: Tensor, x: Tensor): void { this.inner.matmulWeightGrad(dw, dy, x); }
+  getRowsBackward(dtable: Tensor, dy: Tensor, ids: ArrayLike<number>): void { this.inner.getRowsBackward(dtable, dy, ids); }
+  sumRows(out: Tensor, x: Tensor): void { this.inner.sumRows(out, x); }
+  rmsnormBackward(dx: Tensor, dweight: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void { this.inner.rmsnormBackward(dx, dweight, dy, x, weight, eps); }
+  layernormBackward(dx: Tensor, dweight: Tensor, dbias: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void { this.inner.layernormBackward(dx, dweight, dbias, dy, x, weight, eps); }
+  ropeBackward(dx: Tensor, pos: number, params: RopeParams): void { this.inner.ropeBackward(dx, pos, params); }
+  swigluBackward(dgate: Tensor, dup: Tensor, dy: Tensor, gate: Tensor, up: Tensor): void { this.inner.swigluBackward(dgate, dup, dy, gate, up); }
+  geluBackward(dx: Tensor, dy: Tensor, x: Tensor): void { this.inner.geluBackward(dx, dy, x); }
+  crossEntropy(losses: Tensor, dlogits: Tensor, logits: Tensor, targets: ArrayLike<number>, scale: number): void { this.inner.crossEntropy(losses, dlogits, logits, targets, scale); }
+  attentionTrain(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, params: TrainAttentionParams): void { this.inner.attentionTrain(out, lse, q, k, v, params); }
+  attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, params: TrainAttentionParams): void {
+    this.inner.attentionBackward(dq, dk, dv, dout, out, lse, q, k, v, params);
+  }
+  dropout(out: Tensor, x: Tensor, p: number, seed: number): void { this.inner.dropout(out, x, p, seed); }
+  sumSquares(x: Tensor): number { return this.inner.sumSquares(x); }
+  scale(x: Tensor, s: number): void { this.inner.scale(x, s); }
 }
 
 /**

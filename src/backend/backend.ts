@@ -56,6 +56,22 @@ export interface AttentionParams {
   scale: number;
 }
 
+/**
+ * Attention for training: rows are B sequences of seqLen tokens laid end to end (q [B·seqLen,
+ * nHead·headDim], k and v [B·seqLen, nKvHead·headDim], all f32), and each sequence attends
+ * causally to itself from position 0 (row t of a sequence sees its rows 0..t).
+ */
+export interface TrainAttentionParams {
+  nHead: number;
+  /** KV heads; nHead must be a multiple of it (GQA). Query head h reads KV head h / (nHead / nKvHead). */
+  nKvHead: number;
+  headDim: number;
+  /** Tokens per sequence; the row count is a multiple of it. */
+  seqLen: number;
+  /** Score scale, usually 1/sqrt(headDim). */
+  scale: number;
+}
+
 export interface Backend {
   readonly name: BackendName;
   readonly threads: number;
@@ -94,6 +110,7 @@ export interface Backend {
    * or q8_0), into out [M, nHead·headDim]. A tiled online softmax: no M × ctx score matrix is formed.
    */
   attention(out: Tensor, q: Tensor, k: Tensor, v: Tensor, params: AttentionParams): void;
+  // ---- GPT-2 style layers (also used by inference) ----
   /**
    * out[r, :] = (x[r, :] − mean) / sqrt(var + eps) · weight + bias (LayerNorm, GPT-2). The mean is
    * an f64 sum rounded to f32, centred values are f32, the variance an f64 sum; (x − mean)·scale is
@@ -102,4 +119,61 @@ export interface Backend {
   layernorm(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, eps: number): void;
   /** out[r, :] = x[r, :] + row[:] (a bias added to every row). */
   addRows(out: Tensor, x: Tensor, row: Tensor): void;
+
+  /** Bytes of the tensors `alloc` returned that are not freed yet (not counting a backend's own scratch). */
+  readonly allocatedBytes: number;
+
+
+  // ---- training kernels ----
+  // All f32. Convention: gradients of activations (dx, dq, dgate, ...) are OVERWRITTEN; gradients
+  // of parameters (dw, dweight, dbias, dtable) are ACCUMULATED (+=), so gradient accumulation over
+  // micro-batches and weights used twice (tied embeddings) need no extra adds. Reductions are
+  // exact sums in any order the backend likes (the reference takes them in float64); the backward
+  // kernels differentiate the exact-math forward (the forward's f32 roundings are ignored).
+  /** dx[M, K] = dy[M, N] · w[N, K] (the input gradient of matmul; w of any DType, dequantized). */
+  matmulInputGrad(dx: Tensor, dy: Tensor, w: Tensor): void;
+  /** dw[N, K] += dy[M, N]ᵀ · x[M, K] (the weight gradient of matmul). */
+  matmulWeightGrad(dw: Tensor, dy: Tensor, x: Tensor): void;
+  /** dtable[ids[i], :] += dy[i, :] (the gradient of getRows; repeated ids add up). */
+  getRowsBackward(dtable: Tensor, dy: Tensor, ids: ArrayLike<number>): void;
+  /** out[c] += Σ_r x[r, c] (column sums: the gradient of a bias added with addRows). */
+  sumRows(out: Tensor, x: Tensor): void;
+  /** Backward of rmsnorm: dx overwritten, dweight accumulated. */
+  rmsnormBackward(dx: Tensor, dweight: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void;
+  /** Backward of layernorm: dx overwritten, dweight and dbias accumulated. */
+  layernormBackward(dx: Tensor, dweight: Tensor, dbias: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void;
+  /** Backward of rope, in place on dx: the same rotation by −angle (rows at positions pos + r). */
+  ropeBackward(dx: Tensor, pos: number, params: RopeParams): void;
+  /** Backward of swiglu: dgate = dy · up · silu'(gate), dup = dy · silu(gate). */
+  swigluBackward(dgate: Tensor, dup: Tensor, dy: Tensor, gate: Tensor, up: Tensor): void;
+  /** Backward of gelu (the tanh form): dx = dy · gelu'(x). */
+  geluBackward(dx: Tensor, dy: Tensor, x: Tensor): void;
+  /**
+   * Softmax + negative log-likelihood per row, fused: losses[r] = logsumexp(logits[r, :]) −
+   * logits[r, targets[r]], and dlogits[r, :] = (softmax(logits[r, :]) − onehot(targets[r])) · scale.
+   * A target of −1 is ignored: loss 0, gradient row 0. dlogits may be the logits tensor (in place).
+   */
+  crossEntropy(losses: Tensor, dlogits: Tensor, logits: Tensor, targets: ArrayLike<number>, scale: number): void;
+  /**
+   * Causal attention for training (see TrainAttentionParams) into out [B·T, nHead·headDim], also
+   * writing lse [B·T, nHead]: each (row, head)'s log-sum-exp of its scaled scores (natural log),
+   * which is all the backward needs to recompute the probabilities. No T × T matrix is stored.
+   */
+  attentionTrain(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, params: TrainAttentionParams): void;
+  /**
+   * Backward of attentionTrain (flash-attention 2): with P recomputed from lse and
+   * D[row, head] = Σ dout·out, dS = P ∘ (dout·Vᵀ − D); dq = scale·dS·K, dk = scale·dSᵀ·Q (summed
+   * over the query heads sharing a KV head), dv = Pᵀ·dout. dq, dk, dv are overwritten.
+   */
+  attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, params: TrainAttentionParams): void;
+  /**
+   * Inverted dropout: out[i] = keep ? f32(x[i] · f32(1 / (1 − p))) : 0, where keep is a pure
+   * function of (seed, i) (dropoutKeep in train-kernels.ts: a 32-bit integer hash, the same on
+   * every backend and thread count). The backward is the same call on the gradient.
+   */
+  dropout(out: Tensor, x: Tensor, p: number, seed: number): void;
+  /** Σ x[i]² (in float64 where the backend can), e.g. for the global gradient norm. */
+  sumSquares(x: Tensor): number;
+  /** x[i] = f32(x[i] · s), in place. */
+  scale(x: Tensor, s: number): void;
 }

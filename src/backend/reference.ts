@@ -2,7 +2,8 @@
  * The reference backend: plain TypeScript, written for clarity, used as the oracle that every
  * fast kernel is tested against. Sums are taken in float64; results are stored as f32.
  */
-import type { AttentionParams, Backend, RopeParams } from './backend.js';
+import type { AttentionParams, Backend, RopeParams, TrainAttentionParams } from './backend.js';
+import * as train from './train-kernels.js';
 import { RequestError } from '../errors.js';
 import { byteSize, type DType } from '../tensor/dtype.js';
 import { f32ToBf16, bf16ToF32, f32ToF16, roundF16 } from '../tensor/f16.js';
@@ -51,11 +52,23 @@ export class ReferenceBackend implements Backend {
   readonly threads = 1;
   readonly memoryLimit = Infinity;
 
+  private readonly live = new WeakSet<Tensor>();
+  allocatedBytes = 0;
+
   alloc(dtype: DType, shape: Shape): Tensor {
-    return new Tensor(dtype, shape, new Uint8Array(byteSize(dtype, numel(shape))));
+    const tensor = new Tensor(dtype, shape, new Uint8Array(byteSize(dtype, numel(shape))));
+    this.live.add(tensor);
+    this.allocatedBytes += tensor.bytes.byteLength;
+    return tensor;
   }
 
-  free(_tensor: Tensor): void {}
+  /** Memory is the garbage collector's; this only checks the call (as the wasm backend does) and counts. */
+  free(tensor: Tensor): void {
+    if (!this.live.delete(tensor)) {
+      throw new Error(`reference backend: free() of a ${tensor.dtype} [${tensor.shape}] tensor that alloc() did not return (a view, or freed already)`);
+    }
+    this.allocatedBytes -= tensor.bytes.byteLength;
+  }
 
   dispose(): void {}
 
@@ -116,24 +129,7 @@ export class ReferenceBackend implements Backend {
   }
 
   rope(x: Tensor, pos: number, p: RopeParams): void {
-    const xs = x.f32();
-    const width = p.nHead * p.headDim;
-    for (let r = 0; r < x.rowCount; r++) {
-      for (let h = 0; h < p.nHead; h++) {
-        const base = r * width + h * p.headDim;
-        for (let i = 0; i < p.nRot / 2; i++) {
-          const angle = (pos + r) * Math.pow(p.theta, (-2 * i) / p.nRot);
-          const cos = Math.cos(angle);
-          const sin = Math.sin(angle);
-          const a = base + (p.neox ? i : 2 * i);
-          const b = a + (p.neox ? p.nRot / 2 : 1);
-          const x0 = xs[a]!;
-          const x1 = xs[b]!;
-          xs[a] = x0 * cos - x1 * sin;
-          xs[b] = x0 * sin + x1 * cos;
-        }
-      }
-    }
+    train.ropeRotate(x, pos, p, 1);
   }
 
   softmax(x: Tensor): void {
@@ -250,6 +246,25 @@ export class ReferenceBackend implements Backend {
     const o = out.f32();
     for (let i = 0; i < o.length; i++) o[i] = xs[i]! + rs[i % D]!;
   }
+
+  // ---- training kernels: plain TS shared with the wasm backend (train-kernels.ts) ----
+  matmulInputGrad(dx: Tensor, dy: Tensor, w: Tensor): void { train.matmulInputGrad(dx, dy, w); }
+  matmulWeightGrad(dw: Tensor, dy: Tensor, x: Tensor): void { train.matmulWeightGrad(dw, dy, x); }
+  getRowsBackward(dtable: Tensor, dy: Tensor, ids: ArrayLike<number>): void { train.getRowsBackward(dtable, dy, ids); }
+  sumRows(out: Tensor, x: Tensor): void { train.sumRows(out, x); }
+  rmsnormBackward(dx: Tensor, dweight: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void { train.rmsnormBackward(dx, dweight, dy, x, weight, eps); }
+  layernormBackward(dx: Tensor, dweight: Tensor, dbias: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void { train.layernormBackward(dx, dweight, dbias, dy, x, weight, eps); }
+  ropeBackward(dx: Tensor, pos: number, p: RopeParams): void { train.ropeBackward(dx, pos, p); }
+  swigluBackward(dgate: Tensor, dup: Tensor, dy: Tensor, gate: Tensor, up: Tensor): void { train.swigluBackward(dgate, dup, dy, gate, up); }
+  geluBackward(dx: Tensor, dy: Tensor, x: Tensor): void { train.geluBackward(dx, dy, x); }
+  crossEntropy(losses: Tensor, dlogits: Tensor, logits: Tensor, targets: ArrayLike<number>, scale: number): void { train.crossEntropy(losses, dlogits, logits, targets, scale); }
+  attentionTrain(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, p: TrainAttentionParams): void { train.attentionTrain(out, lse, q, k, v, p); }
+  attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, p: TrainAttentionParams): void {
+    train.attentionBackward(dq, dk, dv, dout, out, lse, q, k, v, p);
+  }
+  dropout(out: Tensor, x: Tensor, p: number, seed: number): void { train.dropout(out, x, p, seed); }
+  sumSquares(x: Tensor): number { return train.sumSquares(x); }
+  scale(x: Tensor, s: number): void { train.scale(x, s); }
 }
 
 /**

@@ -5,18 +5,7 @@
  */
 import type { AttentionParams, Backend, RopeParams } from '../backend/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
-
-function fail(op: string, message: string): never {
-  throw new Error(`${op}: ${message}`);
-}
-
-function expectF32(op: string, ...tensors: Tensor[]): void {
-  for (const t of tensors) if (t.dtype !== 'f32') fail(op, `expected an f32 tensor, got ${t.dtype} [${t.shape}]`);
-}
-
-function expectSameSize(op: string, a: Tensor, b: Tensor): void {
-  if (a.numel !== b.numel) fail(op, `size mismatch: [${a.shape}] vs [${b.shape}]`);
-}
+import { expectF32, expectRope, expectSameSize, fail } from './check.js';
 
 /** out[M, N] = x[M, K] · w[N, K]ᵀ */
 export function matmul(be: Backend, out: Tensor, x: Tensor, w: Tensor): void {
@@ -50,8 +39,7 @@ export function rmsnorm(be: Backend, out: Tensor, x: Tensor, weight: Tensor, eps
 
 export function rope(be: Backend, x: Tensor, pos: number, p: RopeParams): void {
   expectF32('rope', x);
-  if (x.rowLength !== p.nHead * p.headDim) fail('rope', `rows of ${x.rowLength} are not ${p.nHead} heads × ${p.headDim}`);
-  if (p.nRot > p.headDim || p.nRot % 2 !== 0) fail('rope', `nRot ${p.nRot} must be even and ≤ headDim ${p.headDim}`);
+  expectRope('rope', x, p);
   be.rope(x, pos, p);
 }
 
@@ -128,3 +116,5 @@ export function addRows(be: Backend, out: Tensor, x: Tensor, row: Tensor): void 
   if (row.numel !== x.rowLength) fail('addRows', `row [${row.shape}] should have ${x.rowLength} values`);
   be.addRows(out, x, row);
 }
+
+export * from './train.js';

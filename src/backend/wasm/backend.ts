@@ -12,7 +12,8 @@
  * assembly/attention.ts for the exact sequences and where they differ from the float64 reference.
  */
 import os from 'node:os';
-import type { AttentionParams, Backend, RopeParams } from '../backend.js';
+import type { AttentionParams, Backend, RopeParams, TrainAttentionParams } from '../backend.js';
+import * as train from '../train-kernels.js';
 import { RequestError } from '../../errors.js';
 import { byteSize, DTYPES, type DType } from '../../tensor/dtype.js';
 import { isLegacyType } from '../../tensor/quant-legacy.js';
@@ -82,6 +83,7 @@ export class WasmBackend implements Backend {
   readonly name: 'wasm' | 'native' = 'wasm';
   readonly memoryLimit = MAX_BYTES;
   private readonly live = new Map<number, Tensor>();
+  allocatedBytes = 0;
   private scratchAddr = 0;
   private scratchSize = 0;
   private readonly ropeTables = new Map<string, { addr: number; positions: number }>();
@@ -151,6 +153,7 @@ export class WasmBackend implements Backend {
     const addr = this.heap.alloc(bytes);
     const tensor = new Tensor(dtype, shape, this.heap.view(addr, bytes));
     this.live.set(addr, tensor);
+    this.allocatedBytes += bytes;
     return tensor;
   }
 
@@ -161,6 +164,7 @@ export class WasmBackend implements Backend {
       throw new Error(`wasm backend: free() of a ${tensor.dtype} [${tensor.shape}] tensor that alloc() did not return (a view, or freed already)`);
     }
     this.live.delete(addr);
+    this.allocatedBytes -= tensor.bytes.byteLength;
     this.heap.release(addr);
   }
 
@@ -398,6 +402,26 @@ export class WasmBackend implements Backend {
     const work = M * p.nHead * (p.pos + M) * p.headDim * 2;
     this.run('attention', args, Math.ceil(M / rowBlock) * p.nHead, 1, work);
   }
+
+  // ---- training kernels: the reference's plain TS on this memory, on the calling
+  // thread, until wasm kernels replace them (train-kernels.ts) ----
+  matmulInputGrad(dx: Tensor, dy: Tensor, w: Tensor): void { train.matmulInputGrad(dx, dy, w); }
+  matmulWeightGrad(dw: Tensor, dy: Tensor, x: Tensor): void { train.matmulWeightGrad(dw, dy, x); }
+  getRowsBackward(dtable: Tensor, dy: Tensor, ids: ArrayLike<number>): void { train.getRowsBackward(dtable, dy, ids); }
+  sumRows(out: Tensor, x: Tensor): void { train.sumRows(out, x); }
+  rmsnormBackward(dx: Tensor, dweight: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void { train.rmsnormBackward(dx, dweight, dy, x, weight, eps); }
+  layernormBackward(dx: Tensor, dweight: Tensor, dbias: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void { train.layernormBackward(dx, dweight, dbias, dy, x, weight, eps); }
+  ropeBackward(dx: Tensor, pos: number, p: RopeParams): void { train.ropeBackward(dx, pos, p); }
+  swigluBackward(dgate: Tensor, dup: Tensor, dy: Tensor, gate: Tensor, up: Tensor): void { train.swigluBackward(dgate, dup, dy, gate, up); }
+  geluBackward(dx: Tensor, dy: Tensor, x: Tensor): void { train.geluBackward(dx, dy, x); }
+  crossEntropy(losses: Tensor, dlogits: Tensor, logits: Tensor, targets: ArrayLike<number>, scale: number): void { train.crossEntropy(losses, dlogits, logits, targets, scale); }
+  attentionTrain(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, p: TrainAttentionParams): void { train.attentionTrain(out, lse, q, k, v, p); }
+  attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, p: TrainAttentionParams): void {
+    train.attentionBackward(dq, dk, dv, dout, out, lse, q, k, v, p);
+  }
+  dropout(out: Tensor, x: Tensor, p: number, seed: number): void { train.dropout(out, x, p, seed); }
+  sumSquares(x: Tensor): number { return train.sumSquares(x); }
+  scale(x: Tensor, s: number): void { train.scale(x, s); }
 }
 
 /** Compile (once per process) and start the wasm backend. */
