@@ -39,8 +39,8 @@ function storiesWithTemplate(template: string): string {
   return out;
 }
 
-/** stderr without the load progress line. */
-const notes = (stderr: string): string => stderr.replace(/^loading .*\n/m, '');
+/** stderr without the load progress lines (a slow load prints more than one). */
+const notes = (stderr: string): string => stderr.replace(/^loading .*\n/gm, '');
 
 describe('smallmind chat --print-prompt', () => {
   it('renders each piped line as a user turn with chatml for a model without a template, and says so', async () => {
