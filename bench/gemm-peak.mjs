@@ -133,7 +133,7 @@ function parseArgs(argv) {
       default: die(`unknown option ${flag} (see --help)`);
     }
   }
-  for (const b of a.backends) if (!['wasm', 'native', 'reference'].includes(b)) die(`--backends: unknown backend '${b}' (expected wasm, native)`);
+  for (const b of a.backends) if (!['wasm', 'native'].includes(b)) die(`--backends: unknown backend '${b}' (expected wasm, native)`);
   return a;
 }
 

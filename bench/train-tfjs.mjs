@@ -19,15 +19,15 @@
  * Batches: random windows of the first 90% of the text (seeded). A step is one forward, backward
  * and optimiser update of one batch (12 × 64 = 768 tokens), ended by reading the loss back; the
  * figure is the median tokens/s over the timed steps that follow the warm-up steps. Defaults: 5
- * warm-up + 20 timed steps on wasm; 1 + 4 on cpu, whose steps take 10-20 s each (and vary little).
+ * warm-up + 20 timed steps on wasm; 1 + 4 on cpu, whose steps take tens of seconds each.
  *
  * Threads: tfjs-backend-wasm 4.x only loads its multi-threaded build in browsers (its
  * WASM_HAS_MULTITHREAD_SUPPORT flag is false under Node; forcing it fails, as its pthread workers
  * are blob: URLs that Node's Worker refuses), so in Node it runs one thread whatever setThreadsCount
  * asks; the result reports the count the backend says it uses. `cpu` is one thread.
  *
- * Matmul gradients multiply explicitly transposed copies (see matMulExplicitTransposes; steps run
- * 1.5-2× faster on tfjs-backend-wasm); `--plain-grads` keeps tfjs's own. Embedding lookups are
+ * Matmul gradients multiply explicitly transposed copies (see matMulExplicitTransposes; steps ran
+ * 1.6-3.8× faster on tfjs-backend-wasm in our runs); `--plain-grads` keeps tfjs's own. Embedding lookups are
  * one-hot matmuls: tfjs-backend-wasm has no UnsortedSegmentSum kernel, the gradient of tf.gather;
  * with 65 characters that is 768 × 65 × 128 multiply-adds, noise here.
  */
@@ -43,7 +43,7 @@ export const BABY_GPT = Object.freeze({ nLayer: 4, nHead: 4, nEmbd: 128, blockSi
 export const ADAMW = Object.freeze({ lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, gradClip: 1.0 });
 const LN_EPS = 1e-5;
 const TFJS_BACKENDS = ['cpu', 'wasm'];
-/** Warm-up and timed steps when not given: a cpu step takes 10-20 s, a wasm step 1-2 s. */
+/** Warm-up and timed steps when not given: a cpu step takes tens of seconds, a wasm step 1-2 s. */
 export const DEFAULT_STEPS = Object.freeze({ cpu: { warmup: 1, steps: 4 }, wasm: { warmup: 5, steps: 20 } });
 
 /** The tfjs module (imported on first use, so a missing bench install can be installed first) and the matmul the model uses. */
