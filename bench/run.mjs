@@ -27,7 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measureBandwidth } from './bandwidth.mjs';
-import { die, median } from './common.mjs';
+import { die, ensureBenchPackage, median } from './common.mjs';
 import { markdownReport } from './markdown.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -170,10 +170,7 @@ function ensureBuilt() {
 
 function ensurePeerInstalled(engines) {
   if (!engines.includes(PEER)) return;
-  if (fs.existsSync(path.join(BENCH_DIR, 'node_modules', 'node-llama-cpp'))) return;
-  console.error('bench: installing node-llama-cpp into bench/node_modules (first run; ~700 MB, takes a few minutes)');
-  const r = spawnSync('npm', ['install', '--prefix', BENCH_DIR, '--no-audit', '--no-fund'], { stdio: 'inherit' });
-  if (r.status !== 0) die('npm install --prefix bench failed');
+  ensureBenchPackage(PEER, '~700 MB, takes a few minutes');
 }
 
 // --- models --------------------------------------------------------------------------------------
