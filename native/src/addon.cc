@@ -207,7 +207,11 @@ bool quantRows(Args& a, size_t i, uint8_t* base, size_t bytes, double blocks, Qu
   return a.range(i, base, bytes, 32.0 * blocks, q.q) && a.range(i + 1, base, bytes, 4.0 * blocks, q.d) && a.range(i + 2, base, bytes, 4.0 * blocks, q.sum);
 }
 
-/** quantize_q8(mem, build, q, d, sum, x, K, m0, m1, tid): rows [m0, m1). */
+/**
+ * quantize_q8(mem, build, q, d, sum, x, K, m0, m1, tid): rows [m0, m1); quantize_q8_1 (WithS) takes
+ * the Q8_1 s array after sum: (mem, build, q, d, sum, s, x, K, m0, m1, tid).
+ */
+template <bool WithS>
 Napi::Value QuantizeQ8(const Napi::CallbackInfo& info) {
   Args a(info);
   uint8_t* base;
@@ -216,8 +220,10 @@ Napi::Value QuantizeQ8(const Napi::CallbackInfo& info) {
   long K, m0, m1;
   QuantRows q;
   float* x;
-  if (a.memoryAndBuild(0, base, bytes, k) && a.integer(6, 0, 1e9, K) && a.integer(7, 0, 1e9, m0) && a.integer(8, static_cast<double>(m0), 1e9, m1) &&
-      quantRows(a, 2, base, bytes, m1 * (K / 32.0), q) && a.range(5, base, bytes, 4.0 * m1 * K, x)) {
+  const size_t i = WithS ? 1 : 0;  // the arguments after s move by one
+  if (a.memoryAndBuild(0, base, bytes, k) && a.integer(6 + i, 0, 1e9, K) && a.integer(7 + i, 0, 1e9, m0) &&
+      a.integer(8 + i, static_cast<double>(m0), 1e9, m1) && quantRows(a, 2, base, bytes, m1 * (K / 32.0), q) &&
+      (!WithS || a.range(5, base, bytes, 4.0 * m1 * (K / 32.0), q.s)) && a.range(5 + i, base, bytes, 4.0 * m1 * K, x)) {
     if (K % 32) {
       fail(a.env(), "K must be a multiple of 32");
       return info.Env().Undefined();
@@ -227,9 +233,16 @@ Napi::Value QuantizeQ8(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-/** matmul_q8_0 / matmul_q4_0(mem, build, out, q, d, sum, w, M, N, K, n0, n1, tid) */
-template <bool Q4>
+/**
+ * matmul_q8_0 / matmul_q4_0(mem, build, out, q, d, sum, w, M, N, K, n0, n1, tid); matmul_q4_1 /
+ * matmul_q5_0 / matmul_q5_1 take the Q8_1 s array after sum (Q5_0 ignores it):
+ * (mem, build, out, q, d, sum, s, w, M, N, K, n0, n1, tid).
+ */
+template <QKind Kind>
 Napi::Value MatmulQ(const Napi::CallbackInfo& info) {
+  constexpr bool withS = Kind != kQ8_0 && Kind != kQ4_0;
+  constexpr double blockBytes = Kind == kQ8_0 ? 34 : Kind == kQ4_0 ? 18 : Kind == kQ4_1 ? 20 : Kind == kQ5_0 ? 22 : 24;
+  const size_t i = withS ? 1 : 0;
   Args a(info);
   uint8_t* base;
   size_t bytes;
@@ -238,15 +251,68 @@ Napi::Value MatmulQ(const Napi::CallbackInfo& info) {
   float* out;
   QuantRows q;
   uint8_t* w;
-  if (a.memoryAndBuild(0, base, bytes, k) && a.integer(7, 0, 1e9, M) && a.integer(8, 0, 1e9, N) && a.integer(9, 0, 1e9, K) &&
-      a.integer(10, 0, static_cast<double>(N), n0) && a.integer(11, static_cast<double>(n0), static_cast<double>(N), n1) &&
+  if (a.memoryAndBuild(0, base, bytes, k) && a.integer(7 + i, 0, 1e9, M) && a.integer(8 + i, 0, 1e9, N) && a.integer(9 + i, 0, 1e9, K) &&
+      a.integer(10 + i, 0, static_cast<double>(N), n0) && a.integer(11 + i, static_cast<double>(n0), static_cast<double>(N), n1) &&
       a.range(2, base, bytes, 4.0 * M * N, out) && quantRows(a, 3, base, bytes, M * (K / 32.0), q) &&
-      a.range(6, base, bytes, N * (K / 32.0) * (Q4 ? 18 : 34), w)) {
+      (!withS || a.range(6, base, bytes, 4.0 * M * (K / 32.0), q.s)) && a.range(6 + i, base, bytes, N * (K / 32.0) * blockBytes, w)) {
     if (K % 32) {
       fail(a.env(), "K must be a multiple of 32");
       return info.Env().Undefined();
     }
-    (Q4 ? k->matmul_q4_0 : k->matmul_q8_0)(out, q, w, M, N, K, n0, n1, static_cast<uint8_t*>(threadScratch(quant_scratch_bytes(K))));
+    const auto kernel = Kind == kQ8_0 ? k->matmul_q8_0 : Kind == kQ4_0 ? k->matmul_q4_0 : Kind == kQ4_1 ? k->matmul_q4_1 : Kind == kQ5_0 ? k->matmul_q5_0 : k->matmul_q5_1;
+    kernel(out, q, w, M, N, K, n0, n1, static_cast<uint8_t*>(threadScratch(quant_scratch_bytes(K))));
+  }
+  return info.Env().Undefined();
+}
+
+/** The Q8_K activations' three arrays for `blocks` blocks, at argument i.. i + 2. */
+bool q8kRows(Args& a, size_t i, uint8_t* base, size_t bytes, double blocks, Q8KRows& q) {
+  return a.range(i, base, bytes, 256.0 * blocks, q.q) && a.range(i + 1, base, bytes, 4.0 * blocks, q.d) &&
+         a.range(i + 2, base, bytes, 2.0 * Q8K_SUMS * blocks, q.sums);
+}
+
+/** quantize_q8_k(mem, build, q, d, sums, x, K, m0, m1, tid): rows [m0, m1). */
+Napi::Value QuantizeQ8K(const Napi::CallbackInfo& info) {
+  Args a(info);
+  uint8_t* base;
+  size_t bytes;
+  const Kernels* k;
+  long K, m0, m1;
+  Q8KRows q;
+  float* x;
+  if (a.memoryAndBuild(0, base, bytes, k) && a.integer(6, 0, 1e9, K) && a.integer(7, 0, 1e9, m0) && a.integer(8, static_cast<double>(m0), 1e9, m1) &&
+      q8kRows(a, 2, base, bytes, m1 * (K / 256.0), q) && a.range(5, base, bytes, 4.0 * m1 * K, x)) {
+    if (K % 256) {
+      fail(a.env(), "K must be a multiple of 256");
+      return info.Env().Undefined();
+    }
+    quantize_q8_k(q, x, K, m0, m1);
+  }
+  return info.Env().Undefined();
+}
+
+/** matmul_q4_k / matmul_q5_k / matmul_q6_k(mem, build, out, q, d, sums, w, M, N, K, n0, n1, tid) */
+template <int Kind>
+Napi::Value MatmulK(const Napi::CallbackInfo& info) {
+  constexpr double blockBytes = Kind == 4 ? 144 : Kind == 5 ? 176 : 210;
+  Args a(info);
+  uint8_t* base;
+  size_t bytes;
+  const Kernels* k;
+  long M, N, K, n0, n1;
+  float* out;
+  Q8KRows q;
+  uint8_t* w;
+  if (a.memoryAndBuild(0, base, bytes, k) && a.integer(7, 0, 1e9, M) && a.integer(8, 0, 1e9, N) && a.integer(9, 0, 1e9, K) &&
+      a.integer(10, 0, static_cast<double>(N), n0) && a.integer(11, static_cast<double>(n0), static_cast<double>(N), n1) &&
+      a.range(2, base, bytes, 4.0 * M * N, out) && q8kRows(a, 3, base, bytes, M * (K / 256.0), q) &&
+      a.range(6, base, bytes, N * (K / 256.0) * blockBytes, w)) {
+    if (K % 256) {
+      fail(a.env(), "K must be a multiple of 256");
+      return info.Env().Undefined();
+    }
+    const auto kernel = Kind == 4 ? k->matmul_q4_k : Kind == 5 ? k->matmul_q5_k : k->matmul_q6_k;
+    kernel(out, q, w, M, N, K, n0, n1, static_cast<uint8_t*>(threadScratch(kquant_scratch_bytes(K))));
   }
   return info.Env().Undefined();
 }
@@ -320,10 +386,18 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("matmul_f32", Napi::Function::New(env, MatmulFloat<FloatWeights::f32>, "matmul_f32"));
   exports.Set("matmul_f16", Napi::Function::New(env, MatmulFloat<FloatWeights::f16>, "matmul_f16"));
   exports.Set("matmul_bf16", Napi::Function::New(env, MatmulFloat<FloatWeights::bf16>, "matmul_bf16"));
-  exports.Set("quantize_q8", Napi::Function::New(env, QuantizeQ8, "quantize_q8"));
-  exports.Set("matmul_q8_0", Napi::Function::New(env, MatmulQ<false>, "matmul_q8_0"));
-  exports.Set("matmul_q4_0", Napi::Function::New(env, MatmulQ<true>, "matmul_q4_0"));
+  exports.Set("quantize_q8", Napi::Function::New(env, QuantizeQ8<false>, "quantize_q8"));
+  exports.Set("matmul_q8_0", Napi::Function::New(env, MatmulQ<kQ8_0>, "matmul_q8_0"));
+  exports.Set("matmul_q4_0", Napi::Function::New(env, MatmulQ<kQ4_0>, "matmul_q4_0"));
   exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
+  exports.Set("quantize_q8_1", Napi::Function::New(env, QuantizeQ8<true>, "quantize_q8_1"));
+  exports.Set("matmul_q4_1", Napi::Function::New(env, MatmulQ<kQ4_1>, "matmul_q4_1"));
+  exports.Set("matmul_q5_0", Napi::Function::New(env, MatmulQ<kQ5_0>, "matmul_q5_0"));
+  exports.Set("matmul_q5_1", Napi::Function::New(env, MatmulQ<kQ5_1>, "matmul_q5_1"));
+  exports.Set("quantize_q8_k", Napi::Function::New(env, QuantizeQ8K, "quantize_q8_k"));
+  exports.Set("matmul_q4_k", Napi::Function::New(env, MatmulK<4>, "matmul_q4_k"));
+  exports.Set("matmul_q5_k", Napi::Function::New(env, MatmulK<5>, "matmul_q5_k"));
+  exports.Set("matmul_q6_k", Napi::Function::New(env, MatmulK<6>, "matmul_q6_k"));
   return exports;
 }
 

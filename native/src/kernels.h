@@ -12,9 +12,13 @@
 //   for the tail, reduced by a fixed tree and added block by block. The sequence depends only on
 //   the build (vector width), never on M, the tile or the thread split: a batch row equals the
 //   same row alone, bit for bit.
-// - q8_0 / q4_0 matmul: per 32-block the exact integer dot product, times (d_w · d_x) in f32, added
-//   to a running f32 sum block by block (no fused multiply-add): bit for bit what the wasm kernels
-//   compute, in every build.
+// - q8_0 / q4_0 / q5_0 matmul: per 32-block the exact integer dot product, times (d_w · d_x) in f32,
+//   added to a running f32 sum block by block (no fused multiply-add); q4_1 / q5_1 also add m_w · s_x
+//   to a second running sum, and the result is the sum of both (ggml's Q8_1 form). Bit for bit what
+//   the wasm kernels (assembly/matmul.ts, matmul-legacy.ts) compute, in every build.
+// - q4_k / q5_k / q6_k matmul against Q8_K activations: per 256-block ggml's exact integer sums
+//   (isum, and msum for the mins), then acc + (f32(isum)·(d·d_x) − f32(msum)·(dmin·d_x)) in f32:
+//   bit for bit assembly/matmul-k.ts, in every build.
 #pragma once
 
 #include <cstddef>
@@ -35,8 +39,20 @@ inline size_t f32_scratch_bytes() { return static_cast<size_t>(F32_CHUNK_ROWS + 
 struct QuantRows {
   int8_t* q;     // [blocks][32]
   float* d;      // [blocks]: the f16 scale, as f32
-  int32_t* sum;  // [blocks]: Σ q (for Q4_0's −8 offset)
+  int32_t* sum;  // [blocks]: Σ q (for Q4_0's −8 and Q5_0's −16 offsets)
+  float* s = nullptr;  // [blocks]: Q8_1's s = f16(d·Σq), d before its f16 rounding (Q4_1, Q5_1); or none
 };
+
+/** The 32-block weight types of matmul_q (kernels_x86.inc BlockDot). */
+enum QKind : int { kQ8_0, kQ4_0, kQ4_1, kQ5_0, kQ5_1 };
+
+/** Activations quantized to Q8_K for the K-quant matmuls: per 256-value block. */
+struct Q8KRows {
+  int8_t* q;      // [blocks][256]
+  float* d;       // [blocks]
+  int16_t* sums;  // [blocks][Q8K_SUMS]: Σ q over each 16 values, then over each 32
+};
+constexpr int Q8K_SUMS = 24;
 
 struct AttentionArgs {
   float* out;
@@ -53,7 +69,10 @@ struct AttentionArgs {
  * Bytes of per-thread scratch the quantized matmuls need: one panel of up to sixteen weight rows
  * repacked (per 32-block each row's values and its scale as f32).
  */
-inline size_t quant_scratch_bytes(int K) { return static_cast<size_t>(K / 32) * 16 * (32 + 4); }
+inline size_t quant_scratch_bytes(int K) { return static_cast<size_t>(K / 32) * 16 * (32 + 8); }
+
+/** The same for the K-quant matmuls: sixteen rows of 256 values, their 16 scales (i32), d and dmin per 256-block. */
+inline size_t kquant_scratch_bytes(int K) { return static_cast<size_t>(K / 256) * 16 * (256 + 16 * 4 + 8 + 32); }
 
 /** Floats of per-thread scratch attention needs (a row of scores plus the query and accumulator). */
 inline size_t attention_scratch_floats(int headDim, int maxKeys) {
@@ -77,12 +96,27 @@ struct Kernels {
   void (*matmul_q4_0)(float* out, const QuantRows& x, const uint8_t* w, int M, int N, int K, int n0, int n1, uint8_t* scratch);
   /** Work items u = row · nHead + head in [u0, u1); scratch: attention_scratch_floats. */
   void (*attention)(const AttentionArgs& a, int u0, int u1, float* scratch);
+  /** Q4_1 (20-byte blocks), Q5_0 (22), Q5_1 (24) weights; x.s set for Q4_1 and Q5_1. */
+  void (*matmul_q4_1)(float* out, const QuantRows& x, const uint8_t* w, int M, int N, int K, int n0, int n1, uint8_t* scratch);
+  void (*matmul_q5_0)(float* out, const QuantRows& x, const uint8_t* w, int M, int N, int K, int n0, int n1, uint8_t* scratch);
+  void (*matmul_q5_1)(float* out, const QuantRows& x, const uint8_t* w, int M, int N, int K, int n0, int n1, uint8_t* scratch);
+  /** Q4_K (144-byte blocks), Q5_K (176), Q6_K (210) weights; scratch: kquant_scratch_bytes(K), 64-byte aligned. */
+  void (*matmul_q4_k)(float* out, const Q8KRows& x, const uint8_t* w, int M, int N, int K, int n0, int n1, uint8_t* scratch);
+  void (*matmul_q5_k)(float* out, const Q8KRows& x, const uint8_t* w, int M, int N, int K, int n0, int n1, uint8_t* scratch);
+  void (*matmul_q6_k)(float* out, const Q8KRows& x, const uint8_t* w, int M, int N, int K, int n0, int n1, uint8_t* scratch);
 };
 
 /** Quantize rows [m0, m1) of x (K a multiple of 32) as the wasm quantize_q8 does (portable, exact). */
 void quantize_q8(const QuantRows& out, const float* x, int K, int m0, int m1);
 /** The same for block b (32 values from x + 32·b) alone. */
 void quantize_q8_block(const QuantRows& out, const float* x, long b);
+/** Q8_1's s of block b, from the block's values and its Σq (out.sum[b]): out.s[b]. */
+void q8_1_sum_block(const QuantRows& out, const float* x, long b);
+/**
+ * Quantize rows [m0, m1) of x (K a multiple of 256) to Q8_K as the wasm quantize_q8_k does
+ * (portable, exact; every build uses it: it is a sliver of a matmul's work).
+ */
+void quantize_q8_k(const Q8KRows& out, const float* x, int K, int m0, int m1);
 
 const Kernels* kernels_scalar();
 #if defined(__x86_64__) || defined(_M_X64)

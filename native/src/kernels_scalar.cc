@@ -33,36 +33,120 @@ void matmul_float(float* out, const float* x, const T* w, int M, int N, int K, i
   }
 }
 
-/** Exact integer dot product of one Q8_0 weight block's values with 32 activations. */
-inline int32_t block_q8(const uint8_t* wb, const int8_t* xq) {
-  const int8_t* wq = reinterpret_cast<const int8_t*>(wb + 2);
-  int32_t s = 0;
-  for (int j = 0; j < 32; j++) s += wq[j] * xq[j];
-  return s;
+/** A 32-block's weight values in order, as integers (Q4_0's −8 and Q5_0's −16 offsets applied). */
+template <int Kind>
+inline void block_values(const uint8_t* wb, int32_t* v) {
+  if (Kind == kQ8_0) {
+    for (int j = 0; j < 32; j++) v[j] = static_cast<int8_t>(wb[2 + j]);
+    return;
+  }
+  const bool five = Kind == kQ5_0 || Kind == kQ5_1;
+  const int qhAt = Kind == kQ5_0 ? 2 : 4;
+  const uint8_t* nib = wb + (Kind == kQ4_0 ? 2 : five ? qhAt + 4 : 4);
+  const uint32_t qh = five ? wb[qhAt] | (wb[qhAt + 1] << 8) | (wb[qhAt + 2] << 16) | (static_cast<uint32_t>(wb[qhAt + 3]) << 24) : 0;
+  const int offset = Kind == kQ4_0 ? 8 : Kind == kQ5_0 ? 16 : 0;
+  for (int j = 0; j < 16; j++) {
+    v[j] = (nib[j] & 15) + static_cast<int32_t>(((qh >> j) & 1) << 4) - offset;
+    v[j + 16] = (nib[j] >> 4) + static_cast<int32_t>(((qh >> (j + 16)) & 1) << 4) - offset;
+  }
 }
 
-/** The same for Q4_0: byte j holds values j (low nibble) and j + 16 (high), each offset by −8. */
-inline int32_t block_q4(const uint8_t* wb, const int8_t* xq, int32_t xsum) {
-  const uint8_t* nib = wb + 2;
-  int32_t s = 0;
-  for (int j = 0; j < 16; j++) s += (nib[j] & 15) * xq[j] + (nib[j] >> 4) * xq[j + 16];
-  return s - 8 * xsum;
-}
+constexpr int legacy_block_bytes(int kind) { return kind == kQ8_0 ? 34 : kind == kQ4_0 ? 18 : kind == kQ4_1 ? 20 : kind == kQ5_0 ? 22 : 24; }
 
-template <bool Q4>
+inline float f16_at(const uint8_t* p) { return f16_to_f32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
+
+template <int Kind>
 void matmul_q(float* out, const QuantRows& x, const uint8_t* w, int M, int N, int K, int n0, int n1, uint8_t*) {
+  constexpr int bb = legacy_block_bytes(Kind);
+  constexpr bool hasMin = Kind == kQ4_1 || Kind == kQ5_1;
   const int nb = K / 32;
-  const long rowBytes = static_cast<long>(nb) * (Q4 ? 18 : 34);
+  const long rowBytes = static_cast<long>(nb) * bb;
+  int32_t v[32];
+  for (int m = 0; m < M; m++) {
+    const long xb = static_cast<long>(m) * nb;
+    for (int n = n0; n < n1; n++) {
+      const uint8_t* wb = w + n * rowBytes;
+      float acc = 0, mins = 0;
+      for (int b = 0; b < nb; b++, wb += bb) {
+        const int8_t* xq = x.q + (xb + b) * 32;
+        block_values<Kind>(wb, v);
+        int32_t isum = 0;
+        for (int j = 0; j < 32; j++) isum += v[j] * xq[j];
+        acc = acc + static_cast<float>(isum) * (f16_at(wb) * x.d[xb + b]);
+        if (hasMin) mins = mins + f16_at(wb + 2) * x.s[xb + b];
+      }
+      out[static_cast<long>(m) * N + n] = hasMin ? acc + mins : acc;
+    }
+  }
+}
+
+/**
+ * A K-quant super-block (Kind 4, 5, 6: Q4_K, Q5_K, Q6_K) in plain form: its 256 unsigned quants
+ * in order, the scale of each 16 values and (Q4_K/Q5_K) the min of each 32.
+ */
+template <int Kind>
+inline void kblock_values(const uint8_t* wb, int32_t* q, int32_t* sc16, int32_t* min32) {
+  if (Kind == 6) {
+    for (int half = 0; half < 2; half++) {
+      const uint8_t* ql = wb + 64 * half;
+      const uint8_t* qh = wb + 128 + 32 * half;
+      int32_t* o = q + 128 * half;
+      for (int l = 0; l < 32; l++) {
+        o[l] = (ql[l] & 15) | ((qh[l] & 3) << 4);
+        o[l + 32] = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
+        o[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+        o[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+      }
+    }
+    for (int g = 0; g < 16; g++) sc16[g] = static_cast<int8_t>(wb[192 + g]);
+    return;
+  }
+  const uint8_t* s = wb + 4;
+  for (int j = 0; j < 8; j++) {
+    // six-bit scales and mins: j < 4 in bytes j and j + 4; j >= 4 split over byte j + 4 and the top bits of j − 4 and j
+    const int sc = j < 4 ? s[j] & 63 : (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+    const int mn = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    sc16[2 * j] = sc16[2 * j + 1] = sc;
+    min32[j] = mn;
+  }
+  const uint8_t* qs = wb + (Kind == 5 ? 48 : 16);
+  const uint8_t* qh = wb + 16;
+  for (int c = 0; c < 4; c++) {
+    for (int l = 0; l < 32; l++) {
+      q[64 * c + l] = (qs[32 * c + l] & 15) | (Kind == 5 ? ((qh[l] >> (2 * c)) & 1) << 4 : 0);
+      q[64 * c + 32 + l] = (qs[32 * c + l] >> 4) | (Kind == 5 ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0);
+    }
+  }
+}
+
+template <int Kind>
+void matmul_k(float* out, const Q8KRows& x, const uint8_t* w, int M, int N, int K, int n0, int n1, uint8_t*) {
+  constexpr int bb = Kind == 4 ? 144 : Kind == 5 ? 176 : 210;
+  constexpr int dOff = Kind == 6 ? 208 : 0;
+  const int nb = K / 256;
+  const long rowBytes = static_cast<long>(nb) * bb;
+  int32_t q[256], sc16[16], min32[8];
   for (int m = 0; m < M; m++) {
     const long xb = static_cast<long>(m) * nb;
     for (int n = n0; n < n1; n++) {
       const uint8_t* wb = w + n * rowBytes;
       float acc = 0;
-      for (int b = 0; b < nb; b++, wb += Q4 ? 18 : 34) {
-        const int8_t* xq = x.q + (xb + b) * 32;
-        const int32_t isum = Q4 ? block_q4(wb, xq, x.sum[xb + b]) : block_q8(wb, xq);
-        const float d = f16_to_f32(static_cast<uint16_t>(wb[0] | (wb[1] << 8))) * x.d[xb + b];
-        acc = acc + static_cast<float>(isum) * d;
+      for (int b = 0; b < nb; b++, wb += bb) {
+        const int8_t* xq = x.q + (xb + b) * 256;
+        const int16_t* xs = x.sums + (xb + b) * Q8K_SUMS;
+        kblock_values<Kind>(wb, q, sc16, min32);
+        int32_t isum = 0, msum = 0;
+        for (int g = 0; g < 16; g++) {
+          int32_t dot = 0;
+          for (int l = 16 * g; l < 16 * g + 16; l++) dot += q[l] * xq[l];
+          isum += sc16[g] * (Kind == 6 ? dot - 32 * xs[g] : dot);
+        }
+        if (Kind != 6)
+          for (int j = 0; j < 8; j++) msum += min32[j] * xs[16 + j];
+        const float dx = x.d[xb + b];
+        float y = static_cast<float>(isum) * (f16_at(wb + dOff) * dx);
+        if (Kind != 6) y = y - static_cast<float>(msum) * (f16_at(wb + 2) * dx);
+        acc = acc + y;
       }
       out[static_cast<long>(m) * N + n] = acc;
     }
@@ -113,7 +197,9 @@ void attention(const AttentionArgs& a, int u0, int u1, float* scratch) {
   }
 }
 
-const Kernels table = {"scalar", quantize_q8, matmul_float<float, widen>, matmul_float<uint16_t, f16_to_f32>, matmul_float<uint16_t, widen_bf16>, matmul_q<false>, matmul_q<true>, attention};
+const Kernels table = {"scalar",          quantize_q8,       matmul_float<float, widen>, matmul_float<uint16_t, f16_to_f32>, matmul_float<uint16_t, widen_bf16>,
+                       matmul_q<kQ8_0>,   matmul_q<kQ4_0>,   attention,                  matmul_q<kQ4_1>,                    matmul_q<kQ5_0>,
+                       matmul_q<kQ5_1>,   matmul_k<4>,       matmul_k<5>,                matmul_k<6>};
 
 }  // namespace
 

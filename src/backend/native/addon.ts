@@ -31,10 +31,21 @@ export interface NativeAddon {
   matmul_q8_0: Kernel;
   matmul_q4_0: Kernel;
   attention: Kernel;
+  quantize_q8_1: Kernel;
+  matmul_q4_1: Kernel;
+  matmul_q5_0: Kernel;
+  matmul_q5_1: Kernel;
+  quantize_q8_k: Kernel;
+  matmul_q4_k: Kernel;
+  matmul_q5_k: Kernel;
+  matmul_q6_k: Kernel;
 }
 
 /** The addon's kernels, in the order the thread pool indexes them (after the wasm ones). */
-export const NATIVE_KERNELS = ['matmul_f32', 'matmul_f16', 'matmul_bf16', 'quantize_q8', 'matmul_q8_0', 'matmul_q4_0', 'attention'] as const;
+export const NATIVE_KERNELS = [
+  'matmul_f32', 'matmul_f16', 'matmul_bf16', 'quantize_q8', 'matmul_q8_0', 'matmul_q4_0', 'attention',
+  'quantize_q8_1', 'matmul_q4_1', 'matmul_q5_0', 'matmul_q5_1', 'quantize_q8_k', 'matmul_q4_k', 'matmul_q5_k', 'matmul_q6_k',
+] as const;
 export type NativeKernelName = (typeof NATIVE_KERNELS)[number];
 
 export interface NativeStatus {

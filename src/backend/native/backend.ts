@@ -1,7 +1,8 @@
 /**
- * The native backend: the wasm backend with its heaviest kernels — matmuls (f32, f16, bf16, q8_0
- * and q4_0 weights) and attention over f32/f16 caches — run by the C++ addon (native/) instead of
- * the wasm kernels; any other weight or cache type still goes to the wasm kernels.
+ * The native backend: the wasm backend with its heaviest kernels — matmuls (f32, f16, bf16, q8_0,
+ * q4_0, q4_1, q5_0, q5_1, q4_k, q5_k and q6_k weights) and attention over f32/f16 caches — run by
+ * the C++ addon (native/) instead of the wasm kernels; any other weight or cache type still goes
+ * to the wasm kernels.
  *
  * It *is* a WasmBackend: tensors live in the same shared WebAssembly.Memory, loading and every
  * other kernel (norms, rope, activation rounding, ...) stay as they are, and the same thread pool
@@ -9,7 +10,7 @@
  * memory by offset, exactly as they call the wasm kernels. One pool per backend, sleeping in
  * Atomics.wait between calls.
  *
- * Numerics (native/src/kernels.h): q8_0/q4_0 matmuls give the wasm kernels' bits; float matmuls
+ * Numerics (native/src/kernels.h): quantized matmuls give the wasm kernels' bits; float matmuls
  * and attention are within float rounding of the reference, and as in the wasm backend any
  * thread count, and a batch versus its rows one at a time, give identical bits.
  */
@@ -120,6 +121,31 @@ export class NativeBackend extends WasmBackend {
         const sum = d + align64(blocks * 4);
         this.runNative('quantize_q8', [q, d, sum, xp, K], M, 1, M * K * 8);
         this.runNative(w.dtype === 'q8_0' ? 'matmul_q8_0' : 'matmul_q4_0', [o, q, d, sum, wp, M, N, K], N, 8, work);
+        return;
+      }
+      case 'q4_1':
+      case 'q5_0':
+      case 'q5_1': {
+        // activations quantized to Q8_0 with Q8_1's s (ggml pairs Q4_1/Q5_1 with Q8_1; Q5_0 ignores s)
+        const blocks = (M * K) / 32;
+        const q = this.scratch(align64(blocks * 32) + 3 * align64(blocks * 4));
+        const d = q + align64(blocks * 32);
+        const sum = d + align64(blocks * 4);
+        const s = sum + align64(blocks * 4);
+        this.runNative('quantize_q8_1', [q, d, sum, s, xp, K], M, 1, M * K * 8);
+        this.runNative(`matmul_${w.dtype}`, [o, q, d, sum, s, wp, M, N, K], N, 8, work);
+        return;
+      }
+      case 'q4_k':
+      case 'q5_k':
+      case 'q6_k': {
+        // activations quantized to Q8_K once: per 256-block its quants, d and 24 i16 sums
+        const blocks = (M * K) / 256;
+        const q = this.scratch(align64(blocks * 256) + align64(blocks * 4) + align64(blocks * 48));
+        const d = q + align64(blocks * 256);
+        const sums = d + align64(blocks * 4);
+        this.runNative('quantize_q8_k', [q, d, sums, xp, K], M, 1, M * K * 8);
+        this.runNative(`matmul_${w.dtype}`, [o, q, d, sums, wp, M, N, K], N, 8, work);
         return;
       }
       default:
