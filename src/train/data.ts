@@ -141,7 +141,10 @@ export function charTokenizerForFiles(files: readonly string[]): TrainingTokeniz
     }
     if (documents > 1) yield '\n';
   };
-  return charTraining(CharTokenizer.fromTexts(texts()));
+  const chars = new Set<string>();
+  for (const text of texts()) for (const ch of text) chars.add(ch);
+  if (chars.size === 0) throw new RequestError('empty_dataset', 'data', `${files.join(', ')}: no text (the data is empty)`);
+  return charTraining(CharTokenizer.fromTexts(chars));
 }
 
 function charTraining(tokenizer: CharTokenizer): TrainingTokenizer {
