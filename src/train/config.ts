@@ -143,7 +143,7 @@ export const CONFIG_KEYS: { readonly [K in ConfigKey]: KeySpec } = {
   seed: { type: int(0, 2 ** 32 - 1), default: 1337, nanogpt: false, meaning: "seed of initialisation, dropout and batch sampling (nanoGPT's torch.manual_seed(1337))" },
   threads: { type: int(1, 256), default: null, nanogpt: false, meaning: 'compute threads (unset: all cores)' },
   backend: { type: choice(BACKENDS), default: 'auto', nanogpt: false, meaning: "compute backend, as loadModel's (nanoGPT's `backend` is the DDP one)" },
-  gradient_checkpointing: { type: bool, default: false, nanogpt: false, meaning: 'recompute activations in the backward pass instead of keeping them (less memory, ~30% more time)' },
+  gradient_checkpointing: { type: bool, default: false, nanogpt: false, meaning: 'recompute activations in the backward pass instead of keeping them (less memory, more compute)' },
 };
 
 /** Other names accepted for a key (in files and flags). */
