@@ -10,6 +10,12 @@
  *     latest.json                 {"checkpoint": "checkpoint-<step>", "step": ...}: where --resume continues
  *     best.json                   the same for the checkpoint with the lowest val loss
  *
+ * A checkpoint of step S holds the state at the start of step S, before anything of that step ran
+ * (its evaluation included): the weights and optimizer after S steps, and the samplers, generators,
+ * tokens seen and best val loss as they were then. A resumed run truncates metrics.jsonl at S
+ * (truncateMetrics) and replays step S whole, evaluation first, as nanoGPT's resumed loop does;
+ * the evaluation draws the same batches again and logs the same numbers.
+ *
  * A checkpoint is written into a temporary folder and renamed into place, then latest.json (and
  * best.json) are replaced atomically, then checkpoints that neither names are deleted. A crash at
  * any point leaves latest.json naming a complete checkpoint, so a run stopped for a NaN loss or
@@ -43,7 +49,7 @@ export interface TrainerState {
   step: number;
   /** Training tokens consumed. */
   tokens: number;
-  /** Lowest val loss seen so far; null before the first evaluation. */
+  /** Lowest val loss seen before this step; null before the first evaluation. */
   best_val_loss: number | null;
   /** Batch samplers by role (e.g. train, eval_train, val). */
   samplers: Record<string, SamplerState>;
@@ -61,8 +67,10 @@ export interface SaveCheckpointOptions {
   optimizer: Optimizer;
   /** Writes the weights into the (temporary) checkpoint folder, as MODEL_FILE. */
   writeModel?: (dir: string) => void;
-  /** This checkpoint has the best val loss so far: best.json names it. */
+  /** This checkpoint has the best val loss so far (`valLoss`): best.json names it. */
   isBest: boolean;
+  /** The val loss of the evaluation that made it the best, recorded in best.json. */
+  valLoss?: number;
 }
 
 /** Create the output folder if needed and check that files can be written there: fails early, naming it. */
@@ -132,7 +140,7 @@ export function saveCheckpoint(outDir: string, opts: SaveCheckpointOptions): str
   }
   const pointer: Pointer = { checkpoint: name, step: opts.state.step };
   writeFileAtomic(path.join(outDir, LATEST_FILE), `${JSON.stringify(pointer)}\n`);
-  if (opts.isBest) writeFileAtomic(path.join(outDir, BEST_FILE), `${JSON.stringify({ ...pointer, val_loss: opts.state.best_val_loss })}\n`);
+  if (opts.isBest) writeFileAtomic(path.join(outDir, BEST_FILE), `${JSON.stringify({ ...pointer, val_loss: opts.valLoss ?? null })}\n`);
   pruneCheckpoints(outDir);
   return final;
 }

@@ -112,12 +112,13 @@ const MARGIN = { left: 64, right: 20, top: 40, bottom: 48 };
 /** A per-step series longer than this is averaged over consecutive steps to this many points. */
 const MAX_POINTS = 1000;
 
-/** Round, readable tick values covering [lo, hi]: steps of 1, 2 or 5 times a power of ten. */
+/** Round, readable tick values within [lo, hi]: steps of 1, 2 or 5 times a power of ten, about `target` intervals. */
 export function niceTicks(lo: number, hi: number, target = 6): number[] {
   if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / target;
-  const power = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw)!;
+  const range = hi - lo;
+  const power = 10 ** Math.floor(Math.log10(range / target));
+  const intervals = (s: number): number => Math.abs(range / s - target);
+  const step = [1, 2, 5, 10].map((m) => m * power).reduce((best, s) => (intervals(s) < intervals(best) ? s : best));
   const ticks: number[] = [];
   for (let i = Math.ceil(lo / step); i * step <= hi + step * 1e-9; i++) ticks.push(Number((i * step).toPrecision(12)));
   return ticks;
