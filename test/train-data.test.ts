@@ -186,6 +186,11 @@ describe('prepareData', () => {
     const tok = loadTokenizer(storiesModel);
     const opts = { addSpecial: false };
     expect(all(data.tokens)).toEqual([...tok.encode('Once upon a time', opts), tok.eos, ...tok.encode('The end.', opts)]);
+    // A GGUF tokenizer is keyed by its tokenizer.* metadata: the same model reuses the cache.
+    expect(prepareData({ data: dir, tokenizer: storiesModel, cacheDir: path.join(tmp, 'cache-stories'), valFraction: 0 }).reused).toBe(true);
+    const charFile = path.join(tmp, 'abc-tokenizer.json');
+    writeTokenizerJson(charFile, new CharTokenizer(['a', 'b', 'c']).toTokenizerJson());
+    expect(loadTrainingTokenizer(storiesModel).key).not.toBe(loadTrainingTokenizer(charFile).key);
   });
 
   it('stores uint32 tokens when the vocabulary needs them', () => {

@@ -27,7 +27,8 @@ import path from 'node:path';
 import { FormatError, RequestError } from '../errors.js';
 import { describeIoError, openForRead, readFully, writeFully } from '../formats/file.js';
 import { readTokenizerJson } from '../formats/tokenizer-json.js';
-import { loadTokenizer, type Tokenizer } from '../tokenizers/index.js';
+import { readGGUF } from '../formats/gguf.js';
+import { isGGUFFile, loadTokenizer, tokenizerFromGGUF, type Tokenizer } from '../tokenizers/index.js';
 import { Xoshiro128 } from '../tensor/random.js';
 import { CharTokenizer, charTokenizerFromJson } from './char-tokenizer.js';
 
@@ -152,23 +153,41 @@ function charTraining(tokenizer: CharTokenizer): TrainingTokenizer {
   return { tokenizer, key: sha256('char\0', tokenizer.chars.join('')), separator };
 }
 
+/** Hugging Face tokenizer files: what loadTokenizer reads from a folder, or beside a tokenizer.json / vocab.json. */
+const HF_TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt'];
+
 /**
  * The tokenizer a path names. A tokenizer.json that CharTokenizer wrote comes back as one;
- * anything else goes through loadTokenizer. The key is a hash of the file's bytes (a folder: its
- * tokenizer files).
+ * anything else goes through loadTokenizer. The key hashes what decides the encoding: a GGUF
+ * file's tokenizer.* metadata (not its weights), else the bytes of the tokenizer files.
  */
 export function loadTrainingTokenizer(tokenizerPath: string): TrainingTokenizer {
-  const isFolder = fs.existsSync(tokenizerPath) && fs.statSync(tokenizerPath).isDirectory();
-  const jsonPath = isFolder ? path.join(tokenizerPath, 'tokenizer.json') : tokenizerPath;
-  if (jsonPath.endsWith('.json') && fs.existsSync(jsonPath)) {
+  let isFolder: boolean;
+  try {
+    isFolder = fs.statSync(tokenizerPath).isDirectory();
+  } catch (err) {
+    throw new FormatError('cannot_open', tokenizerPath, describeIoError(err));
+  }
+  if (!isFolder && isGGUFFile(tokenizerPath)) {
+    const file = readGGUF(tokenizerPath);
+    const metadata = [...file.metadata].filter(([key]) => key.startsWith('tokenizer.')).sort(([a], [b]) => (a < b ? -1 : 1));
+    const text = JSON.stringify(metadata, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v));
+    return withSeparator(tokenizerFromGGUF(file), sha256('gguf\0', text));
+  }
+  const folder = isFolder ? tokenizerPath : path.dirname(tokenizerPath);
+  const jsonPath = isFolder ? path.join(folder, 'tokenizer.json') : tokenizerPath;
+  if (jsonPath.endsWith('.json') && path.basename(jsonPath) !== 'vocab.json' && fs.existsSync(jsonPath)) {
     const char = charTokenizerFromJson(readTokenizerJson(jsonPath));
     if (char) return charTraining(char);
   }
   const tokenizer = loadTokenizer(tokenizerPath);
-  const files = isFolder ? fs.readdirSync(tokenizerPath).sort().map((f) => path.join(tokenizerPath, f)).filter((f) => fs.statSync(f).isFile()) : [tokenizerPath];
-  const key = sha256('file\0', ...files.flatMap((f) => [path.basename(f), '\0', fs.readFileSync(f)]));
-  const separator = tokenizer.eos >= 0 ? [tokenizer.eos] : [];
-  return { tokenizer, key, separator };
+  const files = [...new Set([...(isFolder ? [] : [tokenizerPath]), ...HF_TOKENIZER_FILES.map((f) => path.join(folder, f))])].filter((f) => fs.existsSync(f));
+  return withSeparator(tokenizer, sha256('file\0', ...files.flatMap((f) => [path.basename(f), '\0', fs.readFileSync(f)])));
+}
+
+/** Documents are separated by the tokenizer's EOS (nanoGPT's openwebtext preparation appends one to each). */
+function withSeparator(tokenizer: Tokenizer, key: string): TrainingTokenizer {
+  return { tokenizer, key, separator: tokenizer.eos >= 0 ? [tokenizer.eos] : [] };
 }
 
 // ---------------------------------------------------------------------------------------------
