@@ -134,17 +134,14 @@ function sha256(...parts: (string | Uint8Array)[]): string {
 
 /** The character tokenizer over these files' documents (their characters, and the "\n" that separates documents). */
 export function charTokenizerForFiles(files: readonly string[]): TrainingTokenizer {
-  let documents = 0;
-  const texts = function* (): Generator<string> {
-    for (const text of allDocuments(files)) {
-      documents++;
-      yield text;
-    }
-    if (documents > 1) yield '\n';
-  };
   const chars = new Set<string>();
-  for (const text of texts()) for (const ch of text) chars.add(ch);
+  let documents = 0;
+  for (const text of allDocuments(files)) {
+    documents++;
+    for (const ch of text) chars.add(ch);
+  }
   if (chars.size === 0) throw new RequestError('empty_dataset', 'data', `${files.join(', ')}: no text (the data is empty)`);
+  if (documents > 1) chars.add('\n');
   return charTraining(CharTokenizer.fromTexts(chars));
 }
 
