@@ -89,7 +89,7 @@ export function createProgress(
   };
 }
 
-function bar(fraction: number): string {
+export function bar(fraction: number): string {
   const filled = Math.round(fraction * BAR_WIDTH);
   return `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}]`;
 }

@@ -40,6 +40,11 @@ export class Xoshiro128 {
     return new Xoshiro128(words[0] | 0, words[1] | 0, words[2] | 0, words[3] | 0);
   }
 
+  /** The four state words, for saving; fromState(...getState()) continues the same sequence (resumed training). */
+  getState(): [number, number, number, number] {
+    return [this.s0, this.s1, this.s2, this.s3];
+  }
+
   /** The next 32-bit output, as an unsigned number. */
   nextU32(): number {
     const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
