@@ -1,7 +1,7 @@
 # The native kernels addon (built by scripts/build-native.mjs; see native/src/kernels.h).
-# Each instruction-set build of the x86-64 kernels is its own static library with its own flags;
-# everything else is compiled for the baseline CPU, so the addon loads anywhere and picks a build
-# at run time. No -march=native: the binary must run on other machines than the one that built it.
+# Each instruction-set build of the x86-64 and arm64 kernels is its own static library with its own
+# flags; everything else is compiled for the baseline CPU, so the addon loads anywhere and picks a
+# build at run time. No -march=native: the binary must run on other machines than the one that built it.
 {
   'variables': {
     'sm_common_flags': ['-std=c++17', '-O3', '-ffp-contract=off', '-fno-math-errno', '-fPIC', '-fvisibility=hidden'],
@@ -23,6 +23,7 @@
       'defines': ['NAPI_VERSION=8', 'NAPI_DISABLE_CPP_EXCEPTIONS', 'NODE_ADDON_API_DISABLE_DEPRECATED'],
       'conditions': [
         ['target_arch=="x64"', {'dependencies': ['kernels_avx2', 'kernels_avx512', 'kernels_avx512vnni']}],
+        ['target_arch=="arm64" and OS!="win"', {'dependencies': ['kernels_neon', 'kernels_neondot']}],
       ],
     },
   ],
@@ -52,6 +53,23 @@
           'cflags_cc': ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512vnni'],
           'xcode_settings': {'OTHER_CPLUSPLUSFLAGS': ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512vnni']},
           'msvs_settings': {'VCCLCompilerTool': {'AdditionalOptions': ['/arch:AVX512']}},
+        },
+      ],
+    }],
+    # (not on Windows: MSVC builds keep the scalar kernels there)
+    ['target_arch=="arm64" and OS!="win"', {
+      'targets': [
+        {
+          'target_name': 'kernels_neon',
+          'type': 'static_library',
+          'sources': ['src/kernels_neon.cc'],
+        },
+        {
+          'target_name': 'kernels_neondot',
+          'type': 'static_library',
+          'sources': ['src/kernels_neondot.cc'],
+          'cflags_cc': ['-march=armv8.2-a+dotprod'],
+          'xcode_settings': {'OTHER_CPLUSPLUSFLAGS': ['-march=armv8.2-a+dotprod']},
         },
       ],
     }],

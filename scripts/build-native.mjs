@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // Build the native kernels addon (native/, C++ with node-addon-api) with node-gyp into
-// build/native/smallmind.node. Run by `npm run build` (so by `prepare` on npm install / npm ci).
+// build/native/smallmind.node. Run by the package's `install` script, which is what builds it for
+// a user installing the published package (npm runs `prepare` only in a checkout), and by
+// `npm run build` (so by `prepare` in a checkout, where the addon the `install` step just built is
+// then up to date).
 //
 // The addon is optional: SmallMind runs on its wasm kernels without it. So a failed build never
 // fails the install: it prints one line saying why (the compiler's output goes to
@@ -78,24 +81,30 @@ if (process.env.SMALLMIND_SKIP_NATIVE) {
   console.log('build-native: skipped (SMALLMIND_SKIP_NATIVE is set); SmallMind will use its wasm kernels');
   process.exit(0);
 }
-mkdirSync(outDir, { recursive: true });
-if (!force && existsSync(output) && statSync(output).mtimeMs > newestSource()) {
-  console.log('build-native: nothing (up to date)');
-  process.exit(0);
+function giveUp(why) {
+  console.log(`build-native: native addon not built (${why}); SmallMind will use its wasm kernels`);
+  process.exit(strict ? 1 : 0);
 }
-// no stale addon: if this build fails, the kernels the TS side expects may not be in the old one
-rmSync(output, { force: true });
-const started = Date.now();
-const [command, ...pre] = nodeGyp();
-const jobs = String(Math.max(1, Math.min(os.availableParallelism(), 8)));
-const result = await run(command, [...pre, 'rebuild', '--release', '-j', jobs, ...nodedirArgs()]);
-writeFileSync(log, result.text);
-const built = path.join(nativeDir, 'build', 'Release', 'smallmind.node');
-if (result.ok && existsSync(built)) {
+
+try {
+  if (!existsSync(path.join(nativeDir, 'binding.gyp'))) giveUp(`no ${path.relative(root, path.join(nativeDir, 'binding.gyp'))}`);
+  mkdirSync(outDir, { recursive: true });
+  if (!force && existsSync(output) && statSync(output).mtimeMs > newestSource()) {
+    console.log('build-native: nothing (up to date)');
+    process.exit(0);
+  }
+  // no stale addon: if this build fails, the kernels the TS side expects may not be in the old one
+  rmSync(output, { force: true });
+  const started = Date.now();
+  const [command, ...pre] = nodeGyp();
+  const jobs = String(Math.max(1, Math.min(os.availableParallelism(), 8)));
+  const result = await run(command, [...pre, 'rebuild', '--release', '-j', jobs, ...nodedirArgs()]);
+  writeFileSync(log, result.text);
+  const built = path.join(nativeDir, 'build', 'Release', 'smallmind.node');
+  if (!result.ok || !existsSync(built)) giveUp(`${firstError(result.text) ?? result.why}; full log: ${path.relative(root, log)}`);
   copyFileSync(built, output);
   console.log(`build-native: ${path.relative(root, output)} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-} else {
-  const why = firstError(result.text) ?? result.why;
-  console.log(`build-native: native addon not built (${why}; full log: ${path.relative(root, log)}); SmallMind will use its wasm kernels`);
-  process.exit(strict ? 1 : 0);
+} catch (err) {
+  // anything else (a read-only package folder, a missing native/ source): still never fail the install
+  giveUp(err.message);
 }

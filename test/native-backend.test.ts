@@ -1,7 +1,8 @@
 /**
  * The native backend (C++ addon, native/) against the reference backend and the wasm backend:
  * every native kernel on seeded random inputs at awkward sizes, for every kernel build this CPU
- * runs (scalar, avx2, avx512, avx512vnni) and for 1 and 2 threads (which must agree bit for bit);
+ * runs (scalar; avx2, avx512, avx512vnni on x86-64; neon, neondot on arm64) and for 1 and 2
+ * threads (which must agree bit for bit);
  * end-to-end greedy tokens against llama.cpp's fixtures; the `auto` choice and its fallback to
  * wasm; `smallmind doctor`.
  *

@@ -40,6 +40,9 @@ bool hasAvx2(const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c; }
 bool hasAvx512(const CpuFeatures& f) { return hasAvx2(f) && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq; }
 bool hasAvx512Vnni(const CpuFeatures& f) { return hasAvx512(f) && f.avx512_vnni; }
 #endif
+#if defined(__aarch64__)
+bool hasDotprod(const CpuFeatures& f) { return f.asimddp; }
+#endif
 
 /** Every build compiled in, worst to best; a JS `variant` is an index into this list. */
 const Build kBuilds[] = {
@@ -48,6 +51,10 @@ const Build kBuilds[] = {
     {"avx2", kernels_avx2, hasAvx2},
     {"avx512", kernels_avx512, hasAvx512},
     {"avx512vnni", kernels_avx512vnni, hasAvx512Vnni},
+#endif
+#if defined(__aarch64__)
+    {"neon", kernels_neon, always},
+    {"neondot", kernels_neondot, hasDotprod},
 #endif
 };
 constexpr int kBuildCount = sizeof(kBuilds) / sizeof(kBuilds[0]);
@@ -357,7 +364,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   const std::pair<const char*, bool> flags[] = {
       {"avx2", f.avx2},         {"fma", f.fma},           {"f16c", f.f16c},           {"avx512f", f.avx512f},   {"avx512bw", f.avx512bw},
       {"avx512vl", f.avx512vl}, {"avx512dq", f.avx512dq}, {"avx512_vnni", f.avx512_vnni}, {"avx_vnni", f.avx_vnni}, {"amx_tile", f.amx_tile},
-      {"amx_int8", f.amx_int8}, {"amx_bf16", f.amx_bf16}, {"neon", f.neon},
+      {"amx_int8", f.amx_int8}, {"amx_bf16", f.amx_bf16}, {"neon", f.neon}, {"asimddp", f.asimddp}, {"fphp", f.fphp},
   };
   Napi::Object features = Napi::Object::New(env);
   for (const auto& [name, on] : flags) features.Set(name, on);

@@ -13,8 +13,24 @@
 #include <cpuid.h>
 #endif
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 namespace smallmind {
+
+#if defined(__aarch64__) && defined(__APPLE__)
+namespace {
+/** A macOS hw.optional flag: 1 when the CPU has the feature, 0 or absent otherwise. */
+bool sysctl_flag(const char* name) {
+  int value = 0;
+  size_t size = sizeof(value);
+  return sysctlbyname(name, &value, &size, nullptr, 0) == 0 && value == 1;
+}
+}  // namespace
+#endif
 
 #if SM_X86
 namespace {
@@ -92,6 +108,15 @@ CpuFeatures detect() {
   CpuFeatures f;
 #if defined(__aarch64__) || defined(_M_ARM64)
   f.neon = true;  // Advanced SIMD is mandatory on arm64
+#if defined(__linux__)
+  // the kernel's HWCAP bits (arch/arm64 uapi hwcap.h), which only report what it lets user space run
+  const unsigned long hwcap = getauxval(AT_HWCAP);
+  f.fphp = (hwcap >> 9) & 1;      // HWCAP_FPHP
+  f.asimddp = (hwcap >> 20) & 1;  // HWCAP_ASIMDDP
+#elif defined(__APPLE__)
+  f.fphp = sysctl_flag("hw.optional.arm.FEAT_FP16");
+  f.asimddp = sysctl_flag("hw.optional.arm.FEAT_DotProd");
+#endif
 #endif
   return f;
 }

@@ -1,6 +1,7 @@
 // The native kernels' interface: one table of function pointers per instruction-set build
-// (scalar, AVX2, AVX-512, AVX-512 + VNNI). Each build is its own translation unit compiled with its
-// own flags; the addon picks a table at run time from what the CPU supports.
+// (scalar; AVX2, AVX-512, AVX-512 + VNNI on x86-64; NEON, NEON + dotprod on arm64). Each build is
+// its own translation unit compiled with its own flags; the addon picks a table at run time from
+// what the CPU supports.
 //
 // Kernels see raw pointers into the shared WebAssembly.Memory; addon.cc has already checked every
 // range. They compute the slice [n0, n1) of output columns (matmuls) or [u0, u1) of work items
@@ -123,6 +124,10 @@ const Kernels* kernels_scalar();
 const Kernels* kernels_avx2();
 const Kernels* kernels_avx512();
 const Kernels* kernels_avx512vnni();
+#endif
+#if defined(__aarch64__)
+const Kernels* kernels_neon();
+const Kernels* kernels_neondot();
 #endif
 
 }  // namespace smallmind

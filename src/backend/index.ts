@@ -27,7 +27,7 @@ export function autoBackend(): { name: 'native' | 'wasm'; reason?: string } {
   if (!native.built) return { name: 'wasm', reason: `the native addon is not built (no ${native.path}; npm run build:native builds it)` };
   if (!native.loaded) return { name: 'wasm', reason: `the native addon failed to load: ${native.error}` };
   if (!native.accelerated) {
-    return { name: 'wasm', reason: `this CPU has no vector unit the native kernels use (they need AVX2 + FMA + F16C; there is no NEON build yet)` };
+    return { name: 'wasm', reason: `this CPU has no vector unit the native kernels use (they need AVX2 + FMA + F16C on x86-64, or arm64's NEON)` };
   }
   return { name: 'native' };
 }

@@ -16,6 +16,7 @@ import { jsonOption } from './options.js';
 type Feature = keyof CpuInfo['features'];
 const FEATURES: readonly Feature[] = [
   'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512_vnni', 'avx_vnni', 'amx_tile', 'amx_int8', 'amx_bf16', 'neon',
+  'asimddp', 'fphp',
 ];
 
 export interface DoctorReport {
@@ -43,7 +44,7 @@ export interface DoctorReport {
   backend: { auto: string; autoReason: string | null; env: string | null; selected: string | null; error: string | null };
 }
 
-/** Linux names the same features in /proc/cpuinfo (arm64 calls NEON asimd). */
+/** Linux names the same features in /proc/cpuinfo (arm64 calls NEON asimd; asimddp and fphp are its own names). */
 function featuresFromProc(): Partial<Record<Feature, boolean>> | undefined {
   let text: string;
   try {

@@ -10,12 +10,12 @@ import { fileURLToPath } from 'node:url';
 type Kernel = (...args: number[]) => void;
 
 /** The instruction-set builds the addon may hold, worst to best (native/src/addon.cc kBuilds). */
-export type NativeBuild = 'scalar' | 'avx2' | 'avx512' | 'avx512vnni';
+export type NativeBuild = 'scalar' | 'avx2' | 'avx512' | 'avx512vnni' | 'neon' | 'neondot';
 
 export interface CpuInfo {
   /** The CPU's brand string (cpuid; empty where the addon cannot read one). */
   brand: string;
-  features: Record<'avx2' | 'fma' | 'f16c' | 'avx512f' | 'avx512bw' | 'avx512vl' | 'avx512dq' | 'avx512_vnni' | 'avx_vnni' | 'amx_tile' | 'amx_int8' | 'amx_bf16' | 'neon', boolean>;
+  features: Record<'avx2' | 'fma' | 'f16c' | 'avx512f' | 'avx512bw' | 'avx512vl' | 'avx512dq' | 'avx512_vnni' | 'avx_vnni' | 'amx_tile' | 'amx_int8' | 'amx_bf16' | 'neon' | 'asimddp' | 'fphp', boolean>;
 }
 
 /** The addon's exports (native/src/addon.cc). Kernels take (memory id, build index, ...). */
@@ -64,8 +64,8 @@ export interface NativeStatus {
   /** The build `auto` uses: the last of `builds`. */
   best?: NativeBuild;
   /**
-   * A vector build runs here (AVX2 + FMA + F16C or better), so the native kernels beat wasm's. The
-   * scalar build (any other CPU, arm64 included: there is no NEON build yet) does not.
+   * A vector build runs here (AVX2 + FMA + F16C or better on x86-64, NEON on arm64), so the native
+   * kernels beat wasm's. The scalar build (any other CPU) does not.
    */
   accelerated: boolean;
 }

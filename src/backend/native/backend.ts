@@ -25,7 +25,7 @@ import { loadNative, NATIVE_KERNELS, type NativeAddon, type NativeBuild, type Na
 export interface NativeBackendOptions extends WasmBackendOptions {
   /**
    * Kernel build: 'auto' (default: the best this CPU runs), or one of 'scalar', 'avx2', 'avx512',
-   * 'avx512vnni'. SMALLMIND_NATIVE_BUILD sets it when this is 'auto' or unset.
+   * 'avx512vnni' (x86-64), 'neon', 'neondot' (arm64). SMALLMIND_NATIVE_BUILD sets it when this is 'auto' or unset.
    */
   build?: NativeBuild | 'auto';
   /** The addon file; default nativeAddonPath() (SMALLMIND_NATIVE_PATH, else build/native/smallmind.node). */
