@@ -8,7 +8,7 @@
 //   - attention's backward splits by (sequence, KV head), so one thread owns each dk/dv row;
 //   - sum_squares writes one f64 partial per fixed chunk, summed in order by the caller.
 // The matmul gradients are the forward matmul kernels on transposed operands (transpose below).
-import { expf4, hsum, load1, madd, store1 } from './simd';
+import { expf4, hsum, hsum4, load1, madd, store1 } from './simd';
 import { scaleF64 } from './elementwise';
 
 // ---- transpose (for the matmul gradients) -------------------------------------------------------
@@ -56,6 +56,47 @@ export function transpose(dst: usize, src: usize, rows: i32, cols: i32, c0: i32,
   let s = hsum(acc);
   for (; i < n; i++) s += load<f32>(a + (<usize>i << 2)) * load<f32>(b + (<usize>i << 2));
   return s;
+}
+
+/**
+ * [a·b0, a·b1, a·b2, a·b3] over n values: one accumulator per key, reduced by hsum4 (each lane in
+ * hsum's order), then the tail added in order, as dot does.
+ */
+// @ts-ignore: decorator
+@inline function dots4(a: usize, b0: usize, b1: usize, b2: usize, b3: usize, n: i32): v128 {
+  let s0 = f32x4.splat(0);
+  let s1 = s0;
+  let s2 = s0;
+  let s3 = s0;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const at = <usize>i << 2;
+    const av = v128.load(a + at);
+    s0 = madd(av, v128.load(b0 + at), s0);
+    s1 = madd(av, v128.load(b1 + at), s1);
+    s2 = madd(av, v128.load(b2 + at), s2);
+    s3 = madd(av, v128.load(b3 + at), s3);
+  }
+  let s = hsum4(s0, s1, s2, s3);
+  for (; i < n; i++) {
+    const at = <usize>i << 2;
+    const bv = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(load<f32>(b0 + at)), 1, load<f32>(b1 + at)), 2, load<f32>(b2 + at)), 3, load<f32>(b3 + at));
+    s = f32x4.add(s, f32x4.mul(v128.load32_splat(a + at), bv));
+  }
+  return s;
+}
+
+/**
+ * The scaled scores of query row qp against keys j0..j0+3 of a sequence (kvW bytes apart from k0),
+ * only the first `valid` real: the others repeat the last real key and are the caller's to drop.
+ */
+// @ts-ignore: decorator
+@inline function keyScores4(qp: usize, k0: usize, kvW: usize, j0: i32, valid: i32, hd: i32): v128 {
+  const p0 = k0 + <usize>j0 * kvW;
+  const p1 = p0 + (valid > 1 ? kvW : 0);
+  const p2 = p0 + <usize>min(2, valid - 1) * kvW;
+  const p3 = p0 + <usize>min(3, valid - 1) * kvW;
+  return dots4(qp, p0, p1, p2, p3, hd);
 }
 
 /** y[i] += s·x[i] over n values (the tail with the vector arithmetic on one lane). */
@@ -428,12 +469,15 @@ export function attention_train(out: usize, lse: usize, q: usize, k: usize, v: u
     const row0 = row - t;
     const kvCol = <usize>((h / group) * hd) << 2;
     const qp = q + <usize>row * qW + (<usize>(h * hd) << 2);
-    let m: f32 = -Infinity;
-    for (let j = 0; j <= t; j++) {
-      const s = dot(qp, k + <usize>(row0 + j) * kvW + kvCol, hd) * scale;
-      store<f32>(scores + (<usize>j << 2), s);
-      m = max(m, s);
+    const k0 = k + <usize>row0 * kvW + kvCol;
+    const sv = f32x4.splat(scale);
+    let mv = f32x4.splat(-Infinity);
+    for (let j = 0; j <= t; j += 4) {
+      const s = f32x4.mul(keyScores4(qp, k0, kvW, j, min(4, t + 1 - j), hd), sv);
+      v128.store(scores + (<usize>j << 2), s); // (scores has room for whole vectors)
+      mv = f32x4.max(mv, s); // the repeated last key changes no max
     }
+    const m = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
     const sum = expScores(scores, t + 1, m);
     const o = out + <usize>row * qW + (<usize>(h * hd) << 2);
     memory.fill(o, 0, <usize>hd << 2);
@@ -478,8 +522,10 @@ export function attention_train(out: usize, lse: usize, q: usize, k: usize, v: u
  */
 export function attention_backward(
   dq: usize, dk: usize, dv: usize, dout: usize, out: usize, lse: usize, q: usize, k: usize, v: usize,
-  nHead: i32, nKv: i32, hd: i32, T: i32, scale: f32, u0: i32, u1: i32,
+  nHead: i32, nKv: i32, hd: i32, T: i32, scale: f32, scratch: usize, u0: i32, u1: i32, tid: i32,
 ): void {
+  const pair = scratch + (<usize>tid << 5); // one block's p and dS (8 floats) per thread
+  const sv = f32x4.splat(scale);
   const qW = <usize>(nHead * hd) << 2;
   const kvW = <usize>(nKv * hd) << 2;
   const group = nHead / nKv;
@@ -500,17 +546,26 @@ export function attention_backward(
         const dop = dout + <usize>row * qW + qCol;
         const dqp = dq + <usize>row * qW + qCol;
         const rowLse = load<f32>(lse + (<usize>(row * nHead + h) << 2));
-        const D = dot(dop, out + <usize>row * qW + qCol, hd);
+        const Dv = f32x4.splat(dot(dop, out + <usize>row * qW + qCol, hd));
+        const lv = f32x4.splat(rowLse);
         memory.fill(dqp, 0, hdBytes);
-        for (let j = 0; j <= t; j++) {
-          const kp = k + <usize>(row0 + j) * kvW + kvCol;
-          const vp = v + <usize>(row0 + j) * kvW + kvCol;
-          const p = f32x4.extract_lane(expf4(f32x4.splat(dot(qp, kp, hd) * scale - rowLse)), 0);
-          const dS = p * (dot(dop, vp, hd) - D) * scale;
-          axpy(dqp, dS, kp, hd);
-          const kvAt = <usize>(row0 + j) * kvW + kvCol;
-          axpy(dk + kvAt, dS, qp, hd);
-          axpy(dv + kvAt, p, dop, hd);
+        const k0 = k + <usize>row0 * kvW + kvCol;
+        const v0 = v + <usize>row0 * kvW + kvCol;
+        for (let j0 = 0; j0 <= t; j0 += 4) {
+          // four keys' probabilities and score gradients at once
+          const valid = min(4, t + 1 - j0);
+          const p4 = expf4(f32x4.sub(f32x4.mul(keyScores4(qp, k0, kvW, j0, valid, hd), sv), lv));
+          const dS4 = f32x4.mul(f32x4.mul(p4, f32x4.sub(keyScores4(dop, v0, kvW, j0, valid, hd), Dv)), sv);
+          v128.store(pair, p4);
+          v128.store(pair, dS4, 16);
+          for (let j = 0; j < valid; j++) {
+            const kvAt = <usize>(row0 + j0 + j) * kvW + kvCol;
+            const p = load<f32>(pair + (<usize>j << 2));
+            const dS = load<f32>(pair + (<usize>j << 2), 16);
+            axpy(dqp, dS, k + kvAt, hd);
+            axpy(dk + kvAt, dS, qp, hd);
+            axpy(dv + kvAt, p, dop, hd);
+          }
         }
       }
     }

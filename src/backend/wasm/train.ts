@@ -150,7 +150,7 @@ export class WasmTrainKernels {
   attentionTrain(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, p: TrainAttentionParams): void {
     const { host } = this;
     const rows = q.rowCount;
-    const scores = this.buffer(Slot.Stats, host.threads * Math.ceil(p.seqLen / 4) * 16);
+    const scores = this.buffer(Slot.Stats, host.threads * Math.ceil(p.seqLen / 4) * 16); // whole vectors per thread
     const args = [host.addr(out), host.addr(lse), host.addr(q), host.addr(k), host.addr(v), p.nHead, p.nKvHead, p.headDim, p.seqLen, p.scale, scores];
     host.run('attention_train', args, rows * p.nHead, 1, rows * p.nHead * p.seqLen * p.headDim * 2);
   }
@@ -158,9 +158,10 @@ export class WasmTrainKernels {
   attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, p: TrainAttentionParams): void {
     const { host } = this;
     const sequences = q.rowCount / p.seqLen;
+    const scratch = this.buffer(Slot.Stats, host.threads * 32);
     const args = [
       host.addr(dq), host.addr(dk), host.addr(dv), host.addr(dout), host.addr(out), host.addr(lse), host.addr(q), host.addr(k), host.addr(v),
-      p.nHead, p.nKvHead, p.headDim, p.seqLen, p.scale,
+      p.nHead, p.nKvHead, p.headDim, p.seqLen, p.scale, scratch,
     ];
     host.run('attention_backward', args, sequences * p.nKvHead, 1, q.rowCount * p.nHead * p.seqLen * p.headDim * 5);
   }
