@@ -31,7 +31,7 @@ export function rmsnorm(out: usize, x: usize, w: usize, D: i32, eps: f64, r0: i3
 
 /** f32(x · s) per lane with the product in f64. */
 // @ts-ignore: decorator
-@inline function scaleF64(x: v128, s: v128): v128 {
+@inline export function scaleF64(x: v128, s: v128): v128 {
   const lo = f32x4.demote_f64x2_zero(f64x2.mul(f64x2.promote_low_f32x4(x), s));
   const hi = f32x4.demote_f64x2_zero(f64x2.mul(f64x2.promote_low_f32x4(v128.shuffle<f32>(x, x, 2, 3, 0, 1)), s));
   return v128.shuffle<i64>(lo, hi, 0, 2);

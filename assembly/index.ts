@@ -8,3 +8,4 @@ export { attention, attention_scratch_bytes } from './attention';
 export { rmsnorm, rope, softmax, swiglu, gelu, add, mul, f32_to_f16, f16_to_f32, bf16_to_f32, q8_0_to_f32, q4_0_to_f32 } from './elementwise';
 export { f32_to_q8_0 } from './kv-q8';
 export { layernorm, add_rows } from './elementwise';
+export { transpose, sum_rows, norm_weight_grad, norm_backward, gelu_backward, swiglu_backward, cross_entropy, get_rows_backward, dropout, sum_squares, scale, attention_train, attention_backward } from './train';

@@ -360,13 +360,13 @@ describe('autograd: a tiny two-layer Llama-style model overfits one batch', () =
     expect(losses.at(-1)).toBeLessThan(0.05);
   });
 
-  it('on the wasm backend (training kernels delegated to plain TS), to the same losses', async () => {
+  it('on the wasm backend (its SIMD training kernels), to the same losses', async () => {
     const be = await wasm;
     const baseline = be.allocatedBytes;
     const losses = overfit(be, 40);
     expect(losses.at(-1)).toBeLessThan(0.05);
     const reference = overfit(ref, 1);
-    // the wasm forward kernels round differently from the reference: the runs agree closely, not bit for bit
+    // the wasm kernels round differently (f32 sums): the runs agree closely, not bit for bit
     expect(Math.abs(losses[0]! - reference[0]!)).toBeLessThan(1e-4);
     expect(be.allocatedBytes).toBe(baseline);
   });

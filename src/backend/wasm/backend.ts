@@ -13,7 +13,6 @@
  */
 import os from 'node:os';
 import type { AttentionParams, Backend, RopeParams, TrainAttentionParams } from '../backend.js';
-import * as train from '../train-kernels.js';
 import { RequestError } from '../../errors.js';
 import { byteSize, DTYPES, type DType } from '../../tensor/dtype.js';
 import { isLegacyType } from '../../tensor/quant-legacy.js';
@@ -22,6 +21,7 @@ import { numel, Tensor, type Shape } from '../../tensor/tensor.js';
 import { MAX_BYTES, WasmHeap } from './memory.js';
 import { chooseVariant, compileKernels, type WasmVariant, type WasmVariantOption } from './module.js';
 import { ThreadPool, type PoolAddon } from './pool.js';
+import { TRAIN_KERNELS, WasmTrainKernels } from './train.js';
 import { wasmApi } from './wasm-api.js';
 
 export type { WasmVariant } from './module.js';
@@ -48,6 +48,7 @@ export const KERNELS = [
   'f32_to_q8_0',
   'quantize_q8_k', 'matmul_q4_k', 'matmul_q5_k', 'matmul_q6_k',
   'layernorm', 'add_rows',
+  ...TRAIN_KERNELS,
 ] as const;
 type KernelName = (typeof KERNELS)[number];
 const OP = Object.fromEntries(KERNELS.map((name, i) => [name, i])) as Record<KernelName, number>;
@@ -88,6 +89,7 @@ export class WasmBackend implements Backend {
   private scratchSize = 0;
   private readonly ropeTables = new Map<string, { addr: number; positions: number }>();
   private disposed = false;
+  private readonly trainKernels: WasmTrainKernels;
 
   protected constructor(
     readonly threads: number,
@@ -96,7 +98,16 @@ export class WasmBackend implements Backend {
     protected readonly pool: ThreadPool,
     private readonly k: KernelExports,
     private readonly minParallelWork: number,
-  ) {}
+  ) {
+    this.trainKernels = new WasmTrainKernels({
+      heap,
+      threads,
+      run: (op, args, total, grain, work) => this.run(op, args, total, grain, work),
+      addr: (t) => this.addr(t),
+      matmul: (out, x, w) => this.matmul(out, x, w),
+      add: (out, a, b) => this.add(out, a, b),
+    });
+  }
 
   /** @internal use createWasmBackend */
   static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
@@ -323,10 +334,11 @@ export class WasmBackend implements Backend {
 
   /**
    * (cos, sin) of pos · θ^(−2i/nRot) for positions [0, positions) as f64 pairs, computed exactly as
-   * the reference does and kept per (θ, nRot), growing as positions are asked for.
+   * the reference does and kept per (θ, nRot), growing as positions are asked for. sign −1 negates
+   * the sines: the inverse rotation (ropeBackward).
    */
-  private ropeTable(theta: number, nRot: number, positions: number): number {
-    const key = `${theta}/${nRot}`;
+  private ropeTable(theta: number, nRot: number, positions: number, sign: 1 | -1 = 1): number {
+    const key = `${theta}/${nRot}/${sign}`;
     const have = this.ropeTables.get(key);
     if (have && have.positions >= positions) return have.addr;
     const n = Math.max(positions, 2 * (have?.positions ?? 0), 64);
@@ -337,7 +349,7 @@ export class WasmBackend implements Backend {
       for (let i = 0; i < half; i++) {
         const angle = pos * Math.pow(theta, (-2 * i) / nRot);
         table[(pos * half + i) * 2] = Math.cos(angle);
-        table[(pos * half + i) * 2 + 1] = Math.sin(angle);
+        table[(pos * half + i) * 2 + 1] = sign * Math.sin(angle);
       }
     }
     if (have) this.heap.release(have.addr);
@@ -403,25 +415,29 @@ export class WasmBackend implements Backend {
     this.run('attention', args, Math.ceil(M / rowBlock) * p.nHead, 1, work);
   }
 
-  // ---- training kernels: the reference's plain TS on this memory, on the calling
-  // thread, until wasm kernels replace them (train-kernels.ts) ----
-  matmulInputGrad(dx: Tensor, dy: Tensor, w: Tensor): void { train.matmulInputGrad(dx, dy, w); }
-  matmulWeightGrad(dw: Tensor, dy: Tensor, x: Tensor): void { train.matmulWeightGrad(dw, dy, x); }
-  getRowsBackward(dtable: Tensor, dy: Tensor, ids: ArrayLike<number>): void { train.getRowsBackward(dtable, dy, ids); }
-  sumRows(out: Tensor, x: Tensor): void { train.sumRows(out, x); }
-  rmsnormBackward(dx: Tensor, dweight: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void { train.rmsnormBackward(dx, dweight, dy, x, weight, eps); }
-  layernormBackward(dx: Tensor, dweight: Tensor, dbias: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void { train.layernormBackward(dx, dweight, dbias, dy, x, weight, eps); }
-  ropeBackward(dx: Tensor, pos: number, p: RopeParams): void { train.ropeBackward(dx, pos, p); }
-  swigluBackward(dgate: Tensor, dup: Tensor, dy: Tensor, gate: Tensor, up: Tensor): void { train.swigluBackward(dgate, dup, dy, gate, up); }
-  geluBackward(dx: Tensor, dy: Tensor, x: Tensor): void { train.geluBackward(dx, dy, x); }
-  crossEntropy(losses: Tensor, dlogits: Tensor, logits: Tensor, targets: ArrayLike<number>, scale: number): void { train.crossEntropy(losses, dlogits, logits, targets, scale); }
-  attentionTrain(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, p: TrainAttentionParams): void { train.attentionTrain(out, lse, q, k, v, p); }
-  attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, p: TrainAttentionParams): void {
-    train.attentionBackward(dq, dk, dv, dout, out, lse, q, k, v, p);
+  // ---- training kernels (train.ts; assembly/train.ts) ----
+  matmulInputGrad(dx: Tensor, dy: Tensor, w: Tensor): void { this.trainKernels.matmulInputGrad(dx, dy, w); }
+  matmulWeightGrad(dw: Tensor, dy: Tensor, x: Tensor): void { this.trainKernels.matmulWeightGrad(dw, dy, x); }
+  getRowsBackward(dtable: Tensor, dy: Tensor, ids: ArrayLike<number>): void { this.trainKernels.getRowsBackward(dtable, dy, ids); }
+  sumRows(out: Tensor, x: Tensor): void { this.trainKernels.sumRows(out, x); }
+  rmsnormBackward(dx: Tensor, dweight: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void { this.trainKernels.rmsnormBackward(dx, dweight, dy, x, weight, eps); }
+  layernormBackward(dx: Tensor, dweight: Tensor, dbias: Tensor, dy: Tensor, x: Tensor, weight: Tensor, eps: number): void { this.trainKernels.layernormBackward(dx, dweight, dbias, dy, x, weight, eps); }
+  /** rope's kernel with a table of (cos, −sin): the inverse rotation, bit for bit the reference's. */
+  ropeBackward(dx: Tensor, pos: number, p: RopeParams): void {
+    const table = this.ropeTable(p.theta, p.nRot, pos + dx.rowCount, -1);
+    const args = [this.addr(dx), p.nHead, p.headDim, p.nRot, p.neox ? 1 : 0, table + pos * (p.nRot / 2) * 16];
+    this.run('rope', args, dx.rowCount, 1, dx.numel * 4);
   }
-  dropout(out: Tensor, x: Tensor, p: number, seed: number): void { train.dropout(out, x, p, seed); }
-  sumSquares(x: Tensor): number { return train.sumSquares(x); }
-  scale(x: Tensor, s: number): void { train.scale(x, s); }
+  swigluBackward(dgate: Tensor, dup: Tensor, dy: Tensor, gate: Tensor, up: Tensor): void { this.trainKernels.swigluBackward(dgate, dup, dy, gate, up); }
+  geluBackward(dx: Tensor, dy: Tensor, x: Tensor): void { this.trainKernels.geluBackward(dx, dy, x); }
+  crossEntropy(losses: Tensor, dlogits: Tensor, logits: Tensor, targets: ArrayLike<number>, scale: number): void { this.trainKernels.crossEntropy(losses, dlogits, logits, targets, scale); }
+  attentionTrain(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, p: TrainAttentionParams): void { this.trainKernels.attentionTrain(out, lse, q, k, v, p); }
+  attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, p: TrainAttentionParams): void {
+    this.trainKernels.attentionBackward(dq, dk, dv, dout, out, lse, q, k, v, p);
+  }
+  dropout(out: Tensor, x: Tensor, p: number, seed: number): void { this.trainKernels.dropout(out, x, p, seed); }
+  sumSquares(x: Tensor): number { return this.trainKernels.sumSquares(x); }
+  scale(x: Tensor, s: number): void { this.trainKernels.scale(x, s); }
 }
 
 /** Compile (once per process) and start the wasm backend. */
