@@ -7,3 +7,4 @@ export { matmul_q4_k, matmul_q5_k, matmul_q6_k, quantize_q8_k, q4_k_to_f32, q5_k
 export { attention, attention_scratch_bytes } from './attention';
 export { rmsnorm, rope, softmax, swiglu, gelu, add, mul, f32_to_f16, f16_to_f32, bf16_to_f32, q8_0_to_f32, q4_0_to_f32 } from './elementwise';
 export { f32_to_q8_0 } from './kv-q8';
+export { quantize_q4_k, quantize_q5_k, quantize_q6_k, quantize_q8_0, quantize_q4_0, quantize_scratch_bytes } from './quantize';
