@@ -605,7 +605,8 @@ export interface GptqQuantizeResult extends QuantizeResult {
 export async function gptqQuantizeModel(opts: GptqQuantizeOptions): Promise<GptqQuantizeResult> {
   const grid = GPTQ_GRIDS[opts.type];
   if (!grid) {
-    throw new RequestError('gptq_unsupported_type', 'type', `GPTQ writes ${Object.keys(GPTQ_GRIDS).join(' or ')} (a grid to quantize to), got ${String(opts.type)}`);
+    const types = Object.keys(GPTQ_GRIDS);
+    throw new RequestError('gptq_unsupported_type', 'type', `GPTQ writes ${types.slice(0, -1).join(', ')} or ${types.at(-1)} (a grid to quantize to), got ${String(opts.type)}`);
   }
   if (opts.groupSize !== undefined && opts.groupSize !== grid.blockSize) {
     throw new RequestError('invalid_group_size', 'groupSize', `${grid.dtype} fixes the group size at its ${grid.blockSize}-value block (one scale each), got ${opts.groupSize}`);

@@ -21,10 +21,8 @@ import type { Backend } from '../src/backend/backend.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { createWasmBackend, type WasmBackend } from '../src/backend/wasm/backend.js';
 import { relaxedSupported } from '../src/backend/wasm/module.js';
-import { readGGUF, typedMetadata, type GGUFTypedValue } from '../src/formats/gguf.js';
-import { writeGGUF } from '../src/formats/gguf-writer.js';
+import { readGGUF } from '../src/formats/gguf.js';
 import { loadModel } from '../src/index.js';
-import { llamaTensorShapes, type LlamaConfig } from '../src/models/llama.js';
 import { quantizeModel } from '../src/quantize.js';
 import { DTYPES, dtypeFromGgml, type DType } from '../src/tensor/dtype.js';
 import { f16ToF32 } from '../src/tensor/f16.js';
@@ -34,6 +32,8 @@ import { NormalSource } from '../src/tensor/random.js';
 import { run } from './helpers/cli.js';
 import { shared } from './helpers/vocab.js';
 import { encode, put, randomValues } from './helpers/kernels.js';
+import { writeTinyLlama } from './helpers/tiny-llama.js';
+import { encodeWeights } from '../src/backend/wasm/quantizer.js';
 
 const K_TYPES = ['q4_k', 'q5_k', 'q6_k'] as const;
 
@@ -160,6 +160,15 @@ describe('K-quant reference quantizers match ggml', () => {
         if (!Object.is(values[i], want.values[i])) throw new Error(`${dtype} value ${i}: ${values[i]} vs ggml ${want.values[i]}`);
       }
     });
+  });
+
+  it.each(K_TYPES)('%s: the wasm quantizer (quantize\'s fast path) gives ggml\'s bytes too', (dtype) => {
+    for (const c of reference.quant) {
+      const want = c.out.get(dtype)!.bytes;
+      const got = new Uint8Array(want.length);
+      encodeWeights(dtype, c.x, got);
+      if (Buffer.compare(got, want) !== 0) throw new Error(`${dtype} ${KINDS[c.kind]} × ${c.x.length}: ${firstDifference(got, want)}`);
+    }
   });
 
   it('dequantizes any value range, not just whole blocks', () => {
@@ -320,36 +329,8 @@ describe('a K-quant model end to end', () => {
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const f32Path = path.join(tmp, 'tiny-f32.gguf');
 
-  /**
-   * A random Llama of dim 256, ffn 512, 2 layers, 4 heads (2 KV heads), with stories260K's
-   * 512-token vocabulary: every row is a multiple of 256, so every 2-D tensor takes the K-quant.
-   */
-  beforeAll(() => {
-    const source = readGGUF(shared('models/stories260K/stories260K.gguf'));
-    const metadata = typedMetadata(source);
-    const config: LlamaConfig = {
-      context_length: 128, embedding_length: 256, block_count: 2, feed_forward_length: 512, head_count: 4,
-      head_count_kv: 2, rope_dimension_count: 64, rope_freq_base: 10000, layer_norm_rms_epsilon: 1e-5, vocab_size: 512,
-    };
-    const u32 = (value: number): GGUFTypedValue => ({ type: 'u32', value });
-    metadata.set('general.file_type', u32(0));
-    metadata.set('llama.context_length', u32(config.context_length));
-    metadata.set('llama.embedding_length', u32(config.embedding_length));
-    metadata.set('llama.block_count', u32(config.block_count));
-    metadata.set('llama.feed_forward_length', u32(config.feed_forward_length));
-    metadata.set('llama.attention.head_count', u32(config.head_count));
-    metadata.set('llama.attention.head_count_kv', u32(config.head_count_kv));
-    metadata.set('llama.rope.dimension_count', u32(config.rope_dimension_count));
-    const normal = new NormalSource(2024);
-    const tensors = [...llamaTensorShapes(config)].filter(([name]) => name !== 'output.weight').map(([name, shape]) => {
-      const count = shape.reduce((a, b) => a * b, 1);
-      const values = new Float32Array(count);
-      // norms 1; weights N(0, 0.08²), wide enough that the logits are far from flat
-      for (let i = 0; i < count; i++) values[i] = shape.length === 1 ? 1 : normal.next() * 0.08;
-      return { name, dtype: 'f32' as const, shape, data: () => f32Bytes(values) };
-    });
-    writeGGUF(f32Path, metadata, tensors);
-  });
+  // A random Llama of dim 256 (test/helpers/tiny-llama.ts): every row is a multiple of 256, so every 2-D tensor takes the K-quant.
+  beforeAll(() => writeTinyLlama(f32Path));
 
   // Logits of the K-quant model against the F32 model's after a 6-token prompt: RMS of the
   // difference relative to the RMS of the F32 logits (1.29). Measured: Q4_K 0.253, Q5_K 0.167,
