@@ -1,27 +1,29 @@
-// Weight quantizers for the K-quants (Q4_K, Q5_K, Q6_K): the same algorithm, operation for
-// operation, as src/tensor/quant-k.ts (which reproduces ggml's quantize_row_q{4,5,6}_K_ref), but
-// in native f32 arithmetic. The TS version has to round every operation with Math.fround and
-// emulate C's nearest_int; here an f32 operation is one instruction and nearest_int is C's own
-// trick (add 1.5·2^23, read the mantissa), so the bytes are the same and ~10× cheaper to get.
-// Nothing here uses fused multiply-add: every product and sum is rounded to f32 as C does.
+// Weight quantizers for `smallmind quantize` (src/backend/wasm/quantizer.ts): Q4_K, Q5_K, Q6_K,
+// and Q8_0, Q4_0. The K-quants follow src/tensor/quant-k.ts (which reproduces ggml's
+// quantize_row_q{4,5,6}_K_ref) operation for operation, in native f32 arithmetic: the TS version
+// rounds every operation with Math.fround and emulates C's nearest_int; here an f32 operation is
+// one instruction and nearest_int is C's own trick (add 1.5·2^23, read the mantissa). The scale
+// searches, which are most of the work, fit four sub-blocks at once, one per SIMD lane: per lane
+// the same f32 operations in the same order, the scalar code's branches turned into per-lane
+// selects. No fused multiply-add anywhere, so the bytes are quant-k.ts's (and ggml's).
 //
-// Each kernel quantizes super-blocks [b0, b1) of 256 f32 values at src into blocks at dst, using
+// Each kernel quantizes blocks [b0, b1) of f32 values at src into blocks at dst, using
 // QUANT_SCRATCH bytes of scratch per thread at scratch + tid·QUANT_SCRATCH (the module has no
 // static data and no allocator, so scratch is the caller's).
 import { f16, f16bits } from './simd';
 
 /** Scratch bytes one thread needs (see the layout below). */
-const QUANT_SCRATCH: usize = 1024;
-// scratch layout, in bytes
-const WEIGHTS: usize = 0; // f32[32]: one sub-block's fitting weights
-const XM: usize = 128; // f32[32]: x − min of the sub-block being fitted
-const LAUX: usize = 256; // u8[32]: a trial's quants
-const L: usize = 288; // u8[256]: the super-block's quants
-const SCALES: usize = 544; // f32[16]: per sub-block scales
-const MINS: usize = 608; // f32[8]: per sub-block mins
-const LS: usize = 640; // u8[8]: 6-bit scales
-const LM: usize = 648; // u8[8]: 6-bit mins
-const FIT: usize = 656; // f32[2]: a fit's scale and min
+const QUANT_SCRATCH: usize = 4096;
+// scratch layout, in bytes. The K-quant fit runs on four sub-blocks at once, one per SIMD lane:
+// its arrays hold, for each of the 32 positions i, the four sub-blocks' values at i (one v128).
+const XT: usize = 0; // v128[32]: the four sub-blocks' values
+const WT: usize = 512; // v128[32]: their fitting weights
+const XMT: usize = 1024; // v128[32]: x − min
+const LT: usize = 1536; // v128[32]: the best quants so far (i32 lanes)
+const LAUXT: usize = 2048; // v128[32]: a trial's quants (i32 lanes)
+const L: usize = 2560; // u8[256]: the super-block's quants, in value order
+const SCALES: usize = 2816; // f32[16]: per sub-block scales
+const MINS: usize = 2880; // f32[8]: per sub-block mins
 
 /** ggml's GROUP_MAX_EPS: below it a group counts as all zero. */
 const GROUP_MAX_EPS: f32 = 1e-15;
@@ -37,6 +39,13 @@ export function quantize_scratch_bytes(): i32 {
   return (reinterpret<i32>(v + <f32>12582912.0) & 0x007fffff) - 0x00400000;
 }
 
+/** nearestInt in each lane. */
+// @ts-ignore: decorator
+@inline function nearestInt4(v: v128): v128 {
+  const bits = f32x4.add(v, f32x4.splat(12582912.0));
+  return i32x4.sub(v128.and(bits, i32x4.splat(0x007fffff)), i32x4.splat(0x00400000));
+}
+
 // @ts-ignore: decorator
 @inline function clampi(v: i32, lo: i32, hi: i32): i32 {
   return v < lo ? lo : v > hi ? hi : v;
@@ -48,84 +57,89 @@ export function quantize_scratch_bytes(): i32 {
 }
 
 /**
- * ggml's make_qkx2_quants for 32 values at x (weights at s + WEIGHTS): x ≈ scale·L − min with L in
- * 0..nmax, weighted least squares over nstep + 1 trial scales. Writes L at l, [scale, −min] at s + FIT.
+ * ggml's make_qkx2_quants for four sub-blocks of 32 at once, sub-block l in lane l (values at
+ * s + XT, weights at s + WT): x ≈ scale·L − min with L in 0..nmax, weighted least squares over
+ * nstep + 1 trial scales. Each lane takes exactly the scalar algorithm's steps (an f32 operation
+ * per lane is the same f32 operation; the branches become per-lane selects), so the result is
+ * the scalar fit's. Writes the quants at s + LT and the four scales and mins (−min: subtracted)
+ * at scales and mins.
  */
-function makeQkx2Quants(nmax: i32, x: usize, s: usize, l: usize, rmin: f32, rdelta: f32, nstep: i32): void {
-  const w = s + WEIGHTS;
-  const xm = s + XM;
-  const laux = s + LAUX;
-  let min = load<f32>(x);
+function makeQkx2Quants4(nmax: i32, s: usize, rmin: f32, rdelta: f32, nstep: i32, scales: usize, mins: usize): void {
+  const xt = s + XT;
+  const wt = s + WT;
+  const xmt = s + XMT;
+  const lt = s + LT;
+  const lauxt = s + LAUXT;
+  const zero = f32x4.splat(0);
+  const top = i32x4.splat(nmax);
+  let min = v128.load(xt);
   let max = min;
-  let sumW = load<f32>(w);
-  let sumX: f32 = sumW * min;
-  for (let i: usize = 1; i < 32; i++) {
-    const xi = load<f32>(x + (i << 2));
-    if (xi < min) min = xi;
-    if (xi > max) max = xi;
-    const wi = load<f32>(w + (i << 2));
-    sumW += wi;
-    sumX += wi * xi;
+  let sumW = v128.load(wt);
+  let sumX = f32x4.mul(sumW, min);
+  for (let i: usize = 16; i < 512; i += 16) {
+    const x = v128.load(xt + i);
+    const w = v128.load(wt + i);
+    min = v128.bitselect(x, min, f32x4.lt(x, min));
+    max = v128.bitselect(x, max, f32x4.gt(x, max));
+    sumW = f32x4.add(sumW, w);
+    sumX = f32x4.add(sumX, f32x4.mul(w, x));
   }
-  if (min > 0) min = 0;
-  if (max == min) {
-    memory.fill(l, 0, 32);
-    store<f32>(s + FIT, 0);
-    store<f32>(s + FIT, -min, 4);
-    return;
-  }
-  for (let i: usize = 0; i < 32; i++) store<f32>(xm + (i << 2), load<f32>(x + (i << 2)) - min);
-  const fmax = <f32>nmax;
-  let iscale: f32 = fmax / (max - min);
-  let scale: f32 = <f32>1.0 / iscale;
-  let bestError: f32 = 0;
-  for (let i: usize = 0; i < 32; i++) {
-    const q = clampi(nearestInt(iscale * load<f32>(xm + (i << 2))), 0, nmax);
-    store<u8>(l + i, <u8>q);
-    const diff: f32 = scale * <f32>q + min - load<f32>(x + (i << 2));
-    bestError += load<f32>(w + (i << 2)) * (diff * diff);
+  min = v128.bitselect(zero, min, f32x4.gt(min, zero));
+  // A constant sub-block (max == min) gets L = 0, scale 0 and its min; its lane computes
+  // meaningless numbers below, which cannot reach the other lanes and are replaced at the end.
+  const flat = f32x4.eq(max, min);
+  const flatMin = min;
+  for (let i: usize = 0; i < 512; i += 16) v128.store(xmt + i, f32x4.sub(v128.load(xt + i), min));
+  const fmax = f32x4.splat(<f32>nmax);
+  let iscale = f32x4.div(fmax, f32x4.sub(max, min));
+  let scale = f32x4.div(f32x4.splat(1), iscale);
+  let bestError = zero;
+  for (let i: usize = 0; i < 512; i += 16) {
+    const q = i32x4.max_s(i32x4.min_s(nearestInt4(f32x4.mul(iscale, v128.load(xmt + i))), top), i32x4.splat(0));
+    v128.store(lt + i, q);
+    const diff = f32x4.sub(f32x4.add(f32x4.mul(scale, f32x4.convert_i32x4_s(q)), min), v128.load(xt + i));
+    bestError = f32x4.add(bestError, f32x4.mul(v128.load(wt + i), f32x4.mul(diff, diff)));
   }
   for (let is = 0; is <= nstep; is++) {
     // min is the best fit so far, not the data's minimum, once a trial has won (as in ggml)
-    iscale = (rmin + rdelta * <f32>is + fmax) / (max - min);
-    let sumL: f32 = 0;
-    let sumL2: f32 = 0;
-    let sumXL: f32 = 0;
-    for (let i: usize = 0; i < 32; i++) {
-      const q = clampi(nearestInt(iscale * load<f32>(xm + (i << 2))), 0, nmax);
-      store<u8>(laux + i, <u8>q);
-      const fq = <f32>q;
-      const wl: f32 = load<f32>(w + (i << 2)) * fq;
-      sumL += wl;
-      sumL2 += wl * fq;
-      sumXL += wl * load<f32>(x + (i << 2));
+    iscale = f32x4.div(f32x4.add(f32x4.splat(rmin + rdelta * <f32>is), fmax), f32x4.sub(max, min));
+    let sumL = zero;
+    let sumL2 = zero;
+    let sumXL = zero;
+    for (let i: usize = 0; i < 512; i += 16) {
+      const q = i32x4.max_s(i32x4.min_s(nearestInt4(f32x4.mul(iscale, v128.load(xmt + i))), top), i32x4.splat(0));
+      v128.store(lauxt + i, q);
+      const fq = f32x4.convert_i32x4_s(q);
+      const wl = f32x4.mul(v128.load(wt + i), fq);
+      sumL = f32x4.add(sumL, wl);
+      sumL2 = f32x4.add(sumL2, f32x4.mul(wl, fq));
+      sumXL = f32x4.add(sumXL, f32x4.mul(wl, v128.load(xt + i)));
     }
-    const D: f32 = sumW * sumL2 - sumL * sumL;
-    if (D > 0) {
-      let thisScale: f32 = (sumW * sumXL - sumX * sumL) / D;
-      let thisMin: f32 = (sumL2 * sumX - sumL * sumXL) / D;
-      if (thisMin > 0) {
-        thisMin = 0;
-        thisScale = sumXL / sumL2;
-      }
-      let curError: f32 = 0;
-      for (let i: usize = 0; i < 32; i++) {
-        const diff: f32 = thisScale * <f32>load<u8>(laux + i) + thisMin - load<f32>(x + (i << 2));
-        curError += load<f32>(w + (i << 2)) * (diff * diff);
-      }
-      if (curError < bestError) {
-        memory.copy(l, laux, 32);
-        bestError = curError;
-        scale = thisScale;
-        if (thisMin != min) {
-          min = thisMin;
-          for (let i: usize = 0; i < 32; i++) store<f32>(xm + (i << 2), load<f32>(x + (i << 2)) - min);
-        }
-      }
+    const D = f32x4.sub(f32x4.mul(sumW, sumL2), f32x4.mul(sumL, sumL));
+    const solvable = f32x4.gt(D, zero);
+    if (!v128.any_true(solvable)) continue;
+    let thisScale = f32x4.div(f32x4.sub(f32x4.mul(sumW, sumXL), f32x4.mul(sumX, sumL)), D);
+    let thisMin = f32x4.div(f32x4.sub(f32x4.mul(sumL2, sumX), f32x4.mul(sumL, sumXL)), D);
+    const positive = f32x4.gt(thisMin, zero);
+    thisMin = v128.bitselect(zero, thisMin, positive);
+    thisScale = v128.bitselect(f32x4.div(sumXL, sumL2), thisScale, positive);
+    let curError = zero;
+    for (let i: usize = 0; i < 512; i += 16) {
+      const diff = f32x4.sub(f32x4.add(f32x4.mul(thisScale, f32x4.convert_i32x4_s(v128.load(lauxt + i))), thisMin), v128.load(xt + i));
+      curError = f32x4.add(curError, f32x4.mul(v128.load(wt + i), f32x4.mul(diff, diff)));
     }
+    const better = v128.and(solvable, f32x4.lt(curError, bestError));
+    if (!v128.any_true(better)) continue;
+    for (let i: usize = 0; i < 512; i += 16) v128.store(lt + i, v128.bitselect(v128.load(lauxt + i), v128.load(lt + i), better));
+    bestError = v128.bitselect(curError, bestError, better);
+    scale = v128.bitselect(thisScale, scale, better);
+    // x − min again where min changed (recomputing it where it did not gives the same values)
+    min = v128.bitselect(thisMin, min, better);
+    for (let i: usize = 0; i < 512; i += 16) v128.store(xmt + i, f32x4.sub(v128.load(xt + i), min));
   }
-  store<f32>(s + FIT, scale);
-  store<f32>(s + FIT, -min, 4);
+  for (let i: usize = 0; i < 512; i += 16) v128.store(lt + i, v128.andnot(v128.load(lt + i), flat));
+  v128.store(scales, v128.bitselect(zero, scale, flat));
+  v128.store(mins, f32x4.neg(v128.bitselect(flatMin, min, flat)));
 }
 
 /** Sub-block j's 6-bit scale from the 12 scale bytes at q. */
@@ -147,22 +161,30 @@ function makeQkx2Quants(nmax: i32, x: usize, s: usize, l: usize, rmin: f32, rdel
  */
 function scaleMinBlock(x: usize, nmax: i32, rmin: f32, nstep: i32, dst: usize, s: usize): void {
   const l = s + L;
+  for (let g: usize = 0; g < 8; g += 4) {
+    // sub-blocks g..g+3 into the lanes, each with its weights avX + |x|, avX = √(Σx²/32)
+    let sumX2 = f32x4.splat(0);
+    for (let i: usize = 0; i < 32; i++) {
+      const v = f32x4(load<f32>(x + (g << 7) + (i << 2)), load<f32>(x + ((g + 1) << 7) + (i << 2)), load<f32>(x + ((g + 2) << 7) + (i << 2)), load<f32>(x + ((g + 3) << 7) + (i << 2)));
+      v128.store(s + XT + (i << 4), v);
+      sumX2 = f32x4.add(sumX2, f32x4.mul(v, v));
+    }
+    const avX = f32x4.sqrt(f32x4.div(sumX2, f32x4.splat(32)));
+    for (let i: usize = 0; i < 32; i++) v128.store(s + WT + (i << 4), f32x4.add(avX, f32x4.abs(v128.load(s + XT + (i << 4)))));
+    makeQkx2Quants4(nmax, s, rmin, 0.1, nstep, s + SCALES + (g << 2), s + MINS + (g << 2));
+    for (let i: usize = 0; i < 32; i++) {
+      const q = v128.load(s + LT + (i << 4));
+      store<u8>(l + (g << 5) + i, <u8>i32x4.extract_lane(q, 0));
+      store<u8>(l + ((g + 1) << 5) + i, <u8>i32x4.extract_lane(q, 1));
+      store<u8>(l + ((g + 2) << 5) + i, <u8>i32x4.extract_lane(q, 2));
+      store<u8>(l + ((g + 3) << 5) + i, <u8>i32x4.extract_lane(q, 3));
+    }
+  }
   let maxScale: f32 = 0;
   let maxMin: f32 = 0;
   for (let j: usize = 0; j < 8; j++) {
-    const xj = x + (j << 7);
-    let sumX2: f32 = 0;
-    for (let i: usize = 0; i < 32; i++) {
-      const v = load<f32>(xj + (i << 2));
-      sumX2 += v * v;
-    }
-    const avX = Mathf.sqrt(sumX2 / 32);
-    for (let i: usize = 0; i < 32; i++) store<f32>(s + WEIGHTS + (i << 2), avX + Mathf.abs(load<f32>(xj + (i << 2))));
-    makeQkx2Quants(nmax, xj, s, l + (j << 5), rmin, 0.1, nstep);
-    const scale = load<f32>(s + FIT);
-    const min = load<f32>(s + FIT, 4);
-    store<f32>(s + SCALES + (j << 2), scale);
-    store<f32>(s + MINS + (j << 2), min);
+    const scale = load<f32>(s + SCALES + (j << 2));
+    const min = load<f32>(s + MINS + (j << 2));
     if (scale > maxScale) maxScale = scale;
     if (min > maxMin) maxMin = min;
   }
@@ -238,60 +260,64 @@ export function quantize_q5_k(dst: usize, src: usize, scratch: usize, b0: i32, b
 }
 
 /**
- * ggml's make_qx_quants (rmse_type 1, no importance weights) for 16 values at x: x ≈ scale·(L − 32),
- * L in 0..63 written at l, weighted by x², refined over 18 trial scales. Returns the scale.
+ * ggml's make_qx_quants (rmse_type 1, no importance weights) for four sub-blocks of 16, one per
+ * lane (values at s + XT, 16 positions): x ≈ scale·(L − 32), L in 0..63, weighted by x², refined
+ * over 18 trial scales. Per lane exactly the scalar steps, as makeQkx2Quants4. Writes the quants
+ * (i32 lanes) at s + LT and the four scales at scales.
  */
-function makeQxQuants16(x: usize, l: usize): f32 {
-  const nmax: i32 = 32;
-  let max: f32 = 0;
-  let amax: f32 = 0;
-  for (let i: usize = 0; i < 16; i++) {
-    const v = load<f32>(x + (i << 2));
-    const av = Mathf.abs(v);
-    if (av > amax) {
-      amax = av;
-      max = v;
-    }
+function makeQxQuants4(s: usize, scales: usize): void {
+  const xt = s + XT;
+  const lt = s + LT;
+  const zero = f32x4.splat(0);
+  const lo = i32x4.splat(-32);
+  const hi = i32x4.splat(31);
+  let max = zero;
+  let amax = zero;
+  for (let i: usize = 0; i < 256; i += 16) {
+    const x = v128.load(xt + i);
+    const larger = f32x4.gt(f32x4.abs(x), amax);
+    amax = v128.bitselect(f32x4.abs(x), amax, larger);
+    max = v128.bitselect(x, max, larger);
   }
-  if (amax < GROUP_MAX_EPS) {
-    memory.fill(l, 0, 16);
-    return 0;
+  const empty = f32x4.lt(amax, f32x4.splat(GROUP_MAX_EPS)); // L = 0 and scale 0, replaced at the end
+  let iscale = f32x4.div(f32x4.splat(-32), max);
+  let sumLX = zero;
+  let sumL2 = zero;
+  for (let i: usize = 0; i < 256; i += 16) {
+    const x = v128.load(xt + i);
+    const q = i32x4.max_s(i32x4.min_s(nearestInt4(f32x4.mul(iscale, x)), hi), lo);
+    v128.store(lt + i, i32x4.add(q, i32x4.splat(32)));
+    const fq = f32x4.convert_i32x4_s(q);
+    const w = f32x4.mul(x, x);
+    sumLX = f32x4.add(sumLX, f32x4.mul(f32x4.mul(w, x), fq));
+    sumL2 = f32x4.add(sumL2, f32x4.mul(f32x4.mul(w, fq), fq));
   }
-  let iscale: f32 = <f32>-nmax / max;
-  let sumLX: f32 = 0;
-  let sumL2: f32 = 0;
-  for (let i: usize = 0; i < 16; i++) {
-    const v = load<f32>(x + (i << 2));
-    const q = clampi(nearestInt(iscale * v), -nmax, nmax - 1);
-    store<u8>(l + i, <u8>(q + nmax));
-    const fq = <f32>q;
-    const w: f32 = v * v;
-    sumLX += w * v * fq;
-    sumL2 += w * fq * fq;
-  }
-  let scale: f32 = sumL2 != 0 ? sumLX / sumL2 : 0;
-  let best: f32 = scale * sumLX;
+  let scale = v128.bitselect(f32x4.div(sumLX, sumL2), zero, f32x4.ne(sumL2, zero));
+  let best = f32x4.mul(scale, sumLX);
   for (let is = -9; is <= 9; is++) {
     if (is == 0) continue;
-    iscale = -(<f32>nmax + <f32>0.1 * <f32>is) / max;
-    sumLX = 0;
-    sumL2 = 0;
-    for (let i: usize = 0; i < 16; i++) {
-      const v = load<f32>(x + (i << 2));
-      const fq = <f32>clampi(nearestInt(iscale * v), -nmax, nmax - 1);
-      const w: f32 = v * v;
-      sumLX += w * v * fq;
-      sumL2 += w * fq * fq;
+    iscale = f32x4.div(f32x4.splat(-(<f32>32 + <f32>0.1 * <f32>is)), max);
+    sumLX = zero;
+    sumL2 = zero;
+    for (let i: usize = 0; i < 256; i += 16) {
+      const x = v128.load(xt + i);
+      const fq = f32x4.convert_i32x4_s(i32x4.max_s(i32x4.min_s(nearestInt4(f32x4.mul(iscale, x)), hi), lo));
+      const w = f32x4.mul(x, x);
+      sumLX = f32x4.add(sumLX, f32x4.mul(f32x4.mul(w, x), fq));
+      sumL2 = f32x4.add(sumL2, f32x4.mul(f32x4.mul(w, fq), fq));
     }
-    if (sumL2 > 0 && sumLX * sumLX > best * sumL2) {
-      for (let i: usize = 0; i < 16; i++) {
-        store<u8>(l + i, <u8>(nmax + clampi(nearestInt(iscale * load<f32>(x + (i << 2))), -nmax, nmax - 1)));
-      }
-      scale = sumLX / sumL2;
-      best = scale * sumLX;
+    const better = v128.and(f32x4.gt(sumL2, zero), f32x4.gt(f32x4.mul(sumLX, sumLX), f32x4.mul(best, sumL2)));
+    if (!v128.any_true(better)) continue;
+    for (let i: usize = 0; i < 256; i += 16) {
+      const q = i32x4.max_s(i32x4.min_s(nearestInt4(f32x4.mul(iscale, v128.load(xt + i))), hi), lo);
+      v128.store(lt + i, v128.bitselect(i32x4.add(q, i32x4.splat(32)), v128.load(lt + i), better));
     }
+    const trialScale = f32x4.div(sumLX, sumL2);
+    scale = v128.bitselect(trialScale, scale, better);
+    best = v128.bitselect(f32x4.mul(trialScale, sumLX), best, better);
   }
-  return scale;
+  for (let i: usize = 0; i < 256; i += 16) v128.store(lt + i, v128.andnot(v128.load(lt + i), empty));
+  v128.store(scales, v128.bitselect(zero, scale, empty));
 }
 
 /** Super-blocks [b0, b1) of src as Q6_K (210 bytes each) at dst, as quant-k.ts quantizeQ6_K. */
@@ -304,9 +330,23 @@ export function quantize_q6_k(dst: usize, src: usize, scratch: usize, b0: i32, b
     const out = dst + <usize>b * 210;
     let maxScale: f32 = 0;
     let maxAbsScale: f32 = 0;
+    for (let g: usize = 0; g < 16; g += 4) {
+      // sub-blocks g..g+3 of 16 into the lanes
+      for (let i: usize = 0; i < 16; i++) {
+        const at = x + (i << 2);
+        v128.store(s + XT + (i << 4), f32x4(load<f32>(at + (g << 6)), load<f32>(at + ((g + 1) << 6)), load<f32>(at + ((g + 2) << 6)), load<f32>(at + ((g + 3) << 6))));
+      }
+      makeQxQuants4(s, scales + (g << 2));
+      for (let i: usize = 0; i < 16; i++) {
+        const q = v128.load(s + LT + (i << 4));
+        store<u8>(l + (g << 4) + i, <u8>i32x4.extract_lane(q, 0));
+        store<u8>(l + ((g + 1) << 4) + i, <u8>i32x4.extract_lane(q, 1));
+        store<u8>(l + ((g + 2) << 4) + i, <u8>i32x4.extract_lane(q, 2));
+        store<u8>(l + ((g + 3) << 4) + i, <u8>i32x4.extract_lane(q, 3));
+      }
+    }
     for (let ib: usize = 0; ib < 16; ib++) {
-      const scale = makeQxQuants16(x + (ib << 6), l + (ib << 4));
-      store<f32>(scales + (ib << 2), scale);
+      const scale = load<f32>(scales + (ib << 2));
       const absScale = Mathf.abs(scale);
       if (absScale > maxAbsScale) {
         maxAbsScale = absScale;
