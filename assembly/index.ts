@@ -9,3 +9,4 @@ export { rmsnorm, rope, softmax, swiglu, gelu, add, mul, f32_to_f16, f16_to_f32,
 export { f32_to_q8_0 } from './kv-q8';
 export { layernorm, add_rows } from './elementwise';
 export { transpose, sum_rows, norm_weight_grad, norm_backward, gelu_backward, swiglu_backward, cross_entropy, get_rows_backward, dropout, sum_squares, scale, attention_train, attention_backward } from './train';
+export { quantize_q4_k, quantize_q5_k, quantize_q6_k, quantize_q8_0, quantize_q4_0, quantize_scratch_bytes } from './quantize';

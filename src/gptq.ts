@@ -1,6 +1,6 @@
 /**
  * GPTQ quantization (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for
- * Generative Pre-trained Transformers"), written as ordinary ggml blocks (Q4_0, Q8_0) so any GGUF
+ * Generative Pre-trained Transformers"), written as ordinary ggml blocks (Q4_0, Q8_0, Q4_K) so any GGUF
  * reader runs the result.
  *
  * Round-to-nearest (src/quantize.ts) rounds every weight on its own. GPTQ quantizes a weight
@@ -11,7 +11,7 @@
  * rows x it multiplied.
  *
  * The file, top to bottom:
- *   1. the quantization grid of a block type (Q4_0, Q8_0; Q4_K can plug in later);
+ *   1. the quantization grid of a block type (Q4_0, Q8_0, Q4_K);
  *   2. the linear algebra GPTQ needs (the Cholesky factor of H⁻¹);
  *   3. GPTQ on one matrix;
  *   4. calibration: a Backend wrapper that adds each matmul's input rows into a Hessian;
@@ -21,14 +21,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import type { AttentionParams, Backend, RopeParams, TrainAttentionParams } from './backend/backend.js';
 import { createBackend } from './backend/index.js';
+import { WasmQuantizer } from './backend/wasm/quantizer.js';
 import { ModelError, RequestError } from './errors.js';
 import { describeIoError } from './formats/file.js';
 import { GGUF_MAGIC, readGGUF, type GGUFFile } from './formats/gguf.js';
 import { loadLlamaWeights, modelConfig, modelTokenizer, type ModelFile } from './loader.js';
 import { LlamaModel, type LlamaWeights } from './models/llama.js';
 import { convertTensor, planQuantization, tensorValues, writeQuantized, type QuantizeOptions, type QuantizeResult, type QuantizeType } from './quantize.js';
-import type { DType } from './tensor/dtype.js';
-import { encodeValues } from './tensor/quant.js';
+import { DTYPES, type DType } from './tensor/dtype.js';
+import { blockInts, kMin, kScale, QK_K } from './tensor/quant-k.js';
+import { encodeValues, roundEven } from './tensor/quant.js';
 import { f16ToF32, f32ToF16 } from './tensor/f16.js';
 import type { Shape, Tensor } from './tensor/tensor.js';
 import { fileMagic } from './tokenizers/index.js';
@@ -63,6 +65,7 @@ export interface BlockGrid {
 }
 
 const QK = 32;
+const Q4_K_BYTES = DTYPES.q4_k.blockBytes;
 
 /** Write f16 bits little-endian. */
 function writeF16(dst: Uint8Array, offset: number, value: number): void {
@@ -141,11 +144,62 @@ class Q8_0Block implements GridBlock {
   }
 }
 
+/**
+ * Q4_K: a 256-value super-block of 8 sub-blocks of 32, x ≈ d·sc_j·q − dmin·m_j with q in 0..15
+ * and 6-bit sc_j, m_j. `fit` runs ggml's own quantizer (its iterative scale/min search, then the
+ * 6-bit and f16 roundings; the wasm copy of quant-k.ts, same bytes) on the super-block's current
+ * values, which fixes d, dmin and every sub-block's scale and min; `quantize` then rounds each
+ * value as that quantizer's last step does, q = clamp(round((x + dmin·m_j) / (d·sc_j)), 0, 15),
+ * from its error-updated value. A sub-block whose scale rounds to 0 keeps the fit's codes, as ggml.
+ */
+class Q4_KBlock implements GridBlock {
+  private readonly fitted = new Uint8Array(Q4_K_BYTES);
+  private readonly x = new Float32Array(QK_K);
+  private readonly fitCodes = new Int32Array(QK_K);
+  private readonly codes = new Uint8Array(QK_K);
+  private readonly scales = new Float32Array(8);
+  private readonly mins = new Float32Array(8);
+
+  fit(values: ArrayLike<number>, start: number): void {
+    for (let j = 0; j < QK_K; j++) this.x[j] = values[start + j]!;
+    WasmQuantizer.get().quantize('q4_k', this.x, this.fitted);
+    const d = f16ToF32(this.fitted[0]! | (this.fitted[1]! << 8));
+    const dmin = f16ToF32(this.fitted[2]! | (this.fitted[3]! << 8));
+    for (let j = 0; j < 8; j++) {
+      this.scales[j] = Math.fround(d * kScale(this.fitted, 4, j));
+      this.mins[j] = Math.fround(dmin * kMin(this.fitted, 4, j));
+    }
+    blockInts('q4_k', this.fitted, 0, this.fitCodes);
+  }
+
+  quantize(j: number, x: number): number {
+    const dj = this.scales[j >> 5]!;
+    const mj = this.mins[j >> 5]!;
+    // ggml's nearest_int rounds half to even; clamping first only changes what it leaves undefined (|v| ≥ 2²²)
+    const code = dj ? roundEven(Math.max(0, Math.min(15, Math.fround(Math.fround(Math.fround(x) + mj) / dj)))) : this.fitCodes[j]!;
+    this.codes[j] = code;
+    return Math.fround(Math.fround(dj * code) - mj);
+  }
+
+  write(dst: Uint8Array, offset: number): void {
+    dst.set(this.fitted.subarray(0, 16), offset); // d, dmin, the 6-bit scales and mins
+    for (let i = 0; i < 4; i++) {
+      for (let l = 0; l < 32; l++) dst[offset + 16 + 32 * i + l] = this.codes[64 * i + l]! | (this.codes[64 * i + 32 + l]! << 4);
+    }
+  }
+}
+
 export const Q4_0_GRID: BlockGrid = { dtype: 'q4_0', blockSize: QK, blockBytes: 18, createBlock: () => new Q4_0Block() };
 export const Q8_0_GRID: BlockGrid = { dtype: 'q8_0', blockSize: QK, blockBytes: 34, createBlock: () => new Q8_0Block() };
+export const Q4_K_GRID: BlockGrid = { dtype: 'q4_k', blockSize: QK_K, blockBytes: Q4_K_BYTES, createBlock: () => new Q4_KBlock() };
 
-/** The grids GPTQ can write, by quantize type. */
-export const GPTQ_GRIDS: Partial<Record<QuantizeType, BlockGrid>> = { q4_0: Q4_0_GRID, q8_0: Q8_0_GRID };
+/**
+ * The grids GPTQ can write, by quantize type. The Q4_K file types are mixtures: GPTQ quantizes
+ * the tensors their plan gives Q4_K, and the others (Q6_K, Q5_K, fallbacks) are rounded to nearest.
+ */
+export const GPTQ_GRIDS: Partial<Record<QuantizeType, BlockGrid>> = {
+  q4_0: Q4_0_GRID, q8_0: Q8_0_GRID, q4_k_s: Q4_K_GRID, q4_k_m: Q4_K_GRID, q4_k: Q4_K_GRID,
+};
 
 // ───────────────────────────── 2. Linear algebra ─────────────────────────────
 
@@ -571,7 +625,8 @@ export interface GptqQuantizeResult extends QuantizeResult {
 export async function gptqQuantizeModel(opts: GptqQuantizeOptions): Promise<GptqQuantizeResult> {
   const grid = GPTQ_GRIDS[opts.type];
   if (!grid) {
-    throw new RequestError('gptq_unsupported_type', 'type', `GPTQ writes ${Object.keys(GPTQ_GRIDS).join(' or ')} (a grid to quantize to), got ${String(opts.type)}`);
+    const types = Object.keys(GPTQ_GRIDS);
+    throw new RequestError('gptq_unsupported_type', 'type', `GPTQ writes ${types.slice(0, -1).join(', ')} or ${types.at(-1)} (a grid to quantize to), got ${String(opts.type)}`);
   }
   if (opts.groupSize !== undefined && opts.groupSize !== grid.blockSize) {
     throw new RequestError('invalid_group_size', 'groupSize', `${grid.dtype} fixes the group size at its ${grid.blockSize}-value block (one scale each), got ${opts.groupSize}`);

@@ -12,13 +12,14 @@
  *
  * `method: 'gptq'` routes to src/gptq.ts (calibrated, error-compensating; same rules, same blocks).
  */
+import { encodeWeights } from './backend/wasm/quantizer.js';
 import { RequestError } from './errors.js';
 import { readGGUF, readTensorData, typedMetadata, type GGUFFile, type GGUFTensorInfo } from './formats/gguf.js';
 import { writeGGUF, type GGUFWriteTensor } from './formats/gguf-writer.js';
 import type { GptqQuantizeOptions, GptqQuantizeResult } from './gptq.js';
 import { FILE_TYPE_NAMES, FILE_TYPES, parseFileType, planTensorTypes, type FileType } from './quantize-plan.js';
 import { byteSize, type DType } from './tensor/dtype.js';
-import { dequantize, encodeValues } from './tensor/quant.js';
+import { dequantize } from './tensor/quant.js';
 
 /** The file types `quantize` writes, with llama-quantize's short names q4_k and q5_k for the _m mixtures. */
 export const QUANTIZE_TYPES = [...FILE_TYPE_NAMES, 'q4_k', 'q5_k'] as const;
@@ -120,7 +121,7 @@ export function convertTensor(file: GGUFFile, info: GGUFTensorInfo, dtype: DType
   if (info.dtype === dtype) return tensorBytes(file, info);
   const values = tensorValues(file, info);
   const out = new Uint8Array(byteSize(dtype, values.length));
-  encodeValues(dtype, values, out);
+  encodeWeights(dtype, values, out);
   return out;
 }
 

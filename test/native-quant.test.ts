@@ -24,7 +24,7 @@ import { quantizeModel } from '../src/quantize.js';
 import { DTYPES } from '../src/tensor/dtype.js';
 import { dequantize } from '../src/tensor/quant.js';
 import { encode, expectClose, put, randomValues } from './helpers/kernels.js';
-import { writeTinyKQuantModel } from './helpers/tiny-model.js';
+import { writeTinyLlama } from './helpers/tiny-llama.js';
 import { shared } from './helpers/vocab.js';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -176,7 +176,7 @@ describe.skipIf(!native.loaded)(`native backend end to end: quantized models dec
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'smallmind-native-quant-'));
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const tinyF32 = path.join(tmp, 'tiny-f32.gguf');
-  beforeAll(() => writeTinyKQuantModel(tinyF32));
+  beforeAll(() => writeTinyLlama(tinyF32));
 
   /** Greedy tokens of a prompt on the native and on the wasm backend (2 threads each). */
   async function greedyOnBoth(file: string): Promise<{ native: number[]; wasm: number[]; backend: string }> {

@@ -30,9 +30,10 @@ import { dequantize, encodeValues } from '../src/tensor/quant.js';
 import { blockInts, dotQ8_K, kMin, kScale, quantizeQ8_K, type KQuantType } from '../src/tensor/quant-k.js';
 import { NormalSource } from '../src/tensor/random.js';
 import { run } from './helpers/cli.js';
-import { writeTinyKQuantModel } from './helpers/tiny-model.js';
 import { shared } from './helpers/vocab.js';
 import { encode, put, randomValues } from './helpers/kernels.js';
+import { writeTinyLlama } from './helpers/tiny-llama.js';
+import { encodeWeights } from '../src/backend/wasm/quantizer.js';
 
 const K_TYPES = ['q4_k', 'q5_k', 'q6_k'] as const;
 
@@ -159,6 +160,15 @@ describe('K-quant reference quantizers match ggml', () => {
         if (!Object.is(values[i], want.values[i])) throw new Error(`${dtype} value ${i}: ${values[i]} vs ggml ${want.values[i]}`);
       }
     });
+  });
+
+  it.each(K_TYPES)('%s: the wasm quantizer (quantize\'s fast path) gives ggml\'s bytes too', (dtype) => {
+    for (const c of reference.quant) {
+      const want = c.out.get(dtype)!.bytes;
+      const got = new Uint8Array(want.length);
+      encodeWeights(dtype, c.x, got);
+      if (Buffer.compare(got, want) !== 0) throw new Error(`${dtype} ${KINDS[c.kind]} × ${c.x.length}: ${firstDifference(got, want)}`);
+    }
   });
 
   it('dequantizes any value range, not just whole blocks', () => {
@@ -319,7 +329,8 @@ describe('a K-quant model end to end', () => {
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const f32Path = path.join(tmp, 'tiny-f32.gguf');
 
-  beforeAll(() => writeTinyKQuantModel(f32Path));
+  // A random Llama of dim 256 (test/helpers/tiny-llama.ts): every row is a multiple of 256, so every 2-D tensor takes the K-quant.
+  beforeAll(() => writeTinyLlama(f32Path));
 
   // Logits of the K-quant model against the F32 model's after a 6-token prompt: RMS of the
   // difference relative to the RMS of the F32 logits (1.29). Measured: Q4_K 0.253, Q5_K 0.167,

@@ -70,6 +70,11 @@ export function dequantize(dtype: DType, bytes: Uint8Array, start: number, count
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   switch (dtype) {
     case 'f32':
+      if ((bytes.byteOffset + start * 4) % 4 === 0) {
+        // aligned: one copy (little-endian hosts, as GGUF)
+        out.set(new Float32Array(bytes.buffer, bytes.byteOffset + start * 4, count), outOffset);
+        return;
+      }
       for (let i = 0; i < count; i++) out[outOffset + i] = view.getFloat32((start + i) * 4, true);
       return;
     case 'f16':
