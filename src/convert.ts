@@ -21,7 +21,7 @@ import { writeFileAtomic } from './formats/file.js';
 import { writeGGUF, type GGUFWriteTensor } from './formats/gguf-writer.js';
 import { getOptionalString, readGGUF, readTensorData, type GGUFTensorInfo, type GGUFTypedValue } from './formats/gguf.js';
 import { SAFETENSORS_FILE, writeSafetensors, type SafetensorsDType, type SafetensorsWriteTensor } from './formats/safetensors.js';
-import { writeTokenizerConfig, writeTokenizerJson } from './formats/tokenizer-json.js';
+import { writeTokenizerConfig, writeTokenizerJson, type TokenizerJson } from './formats/tokenizer-json.js';
 import { archMetadata } from './init.js';
 import { HF_CONFIG_FILE, hfConfigJson, hfShape, hfTensorNames, openHfCheckpoint, readHfTensor, relayout } from './models/hf.js';
 import { archConfigFromGGUF, tensorShapes, type ArchConfig } from './models/index.js';
@@ -156,6 +156,14 @@ export interface CheckpointTensor {
   stored?: DType;
 }
 
+/** A tokenizer given as its Hugging Face files (e.g. the character tokenizer's), not as a GGUF-style vocabulary. */
+export interface TokenizerFiles {
+  json: TokenizerJson;
+  config: Record<string, unknown>;
+  bos?: number;
+  eos?: number;
+}
+
 export interface WriteCheckpointOptions {
   chatTemplate?: string;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
@@ -170,7 +178,7 @@ export function writeHfCheckpoint(
   dir: string,
   arch: ArchConfig,
   tensors: ReadonlyMap<string, CheckpointTensor>,
-  tokenizer: Vocab | BpeVocab | WordPieceVocab,
+  tokenizer: Vocab | BpeVocab | WordPieceVocab | TokenizerFiles,
   opts: WriteCheckpointOptions = {},
 ): void {
   fs.mkdirSync(dir, { recursive: true });
@@ -200,8 +208,9 @@ export function writeHfCheckpoint(
   const special = { bos: tokenizer.bos, eos: tokenizer.eos };
   json(HF_CONFIG_FILE, hfConfigJson(arch, { tied, ...special, dtype: TORCH_DTYPE[dtype] }));
   json('generation_config.json', { bos_token_id: special.bos, eos_token_id: special.eos });
-  writeTokenizerJson(path.join(dir, 'tokenizer.json'), tokenizerJsonFromVocab(tokenizer));
-  writeTokenizerConfig(path.join(dir, 'tokenizer_config.json'), tokenizerConfigFromVocab(tokenizer, opts.chatTemplate));
+  const files = 'json' in tokenizer;
+  writeTokenizerJson(path.join(dir, 'tokenizer.json'), files ? tokenizer.json : tokenizerJsonFromVocab(tokenizer));
+  writeTokenizerConfig(path.join(dir, 'tokenizer_config.json'), files ? tokenizer.config : tokenizerConfigFromVocab(tokenizer, opts.chatTemplate));
 }
 
 /** A tensor's bytes in its checkpoint dtype. */

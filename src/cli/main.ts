@@ -22,6 +22,7 @@ import { processIO, type CliIO } from './io.js';
 import { perplexityCommand } from './perplexity.js';
 import { tokenizeCommand } from './tokenize.js';
 import { tokenizerCommand } from './tokenizer.js';
+import { trainCommand } from './train.js';
 
 export type { CliIO, OutputStream } from './io.js';
 
@@ -43,7 +44,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
         write(text);
       },
     });
-  for (const make of [generateCommand, chatCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, tokenizerCommand, initCommand, quantizeCommand, doctorCommand, convertCommand]) {
+  for (const make of [generateCommand, chatCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, tokenizerCommand, initCommand, quantizeCommand, doctorCommand, convertCommand, trainCommand]) {
     program.addCommand(make(io));
   }
   // addCommand does not pass these settings on; each subcommand (and theirs: `tokenizer train`) needs them.

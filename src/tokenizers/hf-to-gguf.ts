@@ -22,6 +22,8 @@ import path from 'node:path';
 import { ModelError } from '../errors.js';
 import type { GGUFTypedValue } from '../formats/gguf.js';
 import { readTokenizerConfig, readTokenizerJson, type BpeModelJson, type PreTokenizerJson, type TokenizerJson } from '../formats/tokenizer-json.js';
+import { charTokenizerFromJson } from '../train/char-tokenizer.js';
+import { BYTE_TO_CHAR } from './bpe.js';
 import { jsToOniguruma } from './hf-regex.js';
 import { BPE_PRETOKENIZERS, preTokenizerRegexes } from './pretokenizers.js';
 import { SPACE_MARK, TokenType } from './vocab.js';
@@ -37,13 +39,17 @@ export function ggufTokenizerMetadata(dir: string, vocabSize: number, config: { 
   const model = json.model;
 
   const tokens = tokenTable(json, vocabSize, file);
+  // The character tokenizer (src/train/char-tokenizer.ts) of an ASCII corpus: every token is one
+  // byte, so a byte-level BPE without merges splits text into exactly these tokens.
+  const asciiChars = !hasByteLevel(json.pre_tokenizer) && charTokenizerFromJson(json)?.chars.every((ch) => ch.charCodeAt(0) < 0x80) === true;
+  if (asciiChars) tokens.forEach((t, id) => (tokens[id] = BYTE_TO_CHAR[t!.charCodeAt(0)]));
   const types = new Int32Array(tokens.length).fill(TokenType.normal);
   for (let id = 0; id < tokens.length; id++) if (tokens[id] === undefined) [tokens[id], types[id]] = [`[PAD${id}]`, TokenType.userDefined];
   for (const t of json.added_tokens) types[t.id] = t.special ? TokenType.control : TokenType.userDefined;
   const idOf = new Map(tokens.map((t, id) => [t, id]));
   if (model.unk_token !== null && idOf.has(model.unk_token)) types[idOf.get(model.unk_token)!] = TokenType.unknown;
 
-  const byteLevel = hasByteLevel(json.pre_tokenizer);
+  const byteLevel = hasByteLevel(json.pre_tokenizer) || asciiChars;
   const out: [string, GGUFTypedValue][] = [];
   const str = (key: string, value: string): void => void out.push([`tokenizer.ggml.${key}`, { type: 'string', value }]);
   const u32 = (key: string, value: number): void => void out.push([`tokenizer.ggml.${key}`, { type: 'u32', value }]);
@@ -51,7 +57,7 @@ export function ggufTokenizerMetadata(dir: string, vocabSize: number, config: { 
   const merges = model.merges.map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`));
   if (byteLevel) {
     str('model', 'gpt2');
-    str('pre', preTokenizerName(json.pre_tokenizer!, file));
+    str('pre', asciiChars ? 'default' : preTokenizerName(json.pre_tokenizer!, file));
   } else if (model.byte_fallback) {
     str('model', 'llama');
     tokens.forEach((t, id) => {
