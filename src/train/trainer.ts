@@ -27,7 +27,7 @@ import { openHfCheckpoint, readHfTensor } from '../models/hf.js';
 import { Xoshiro128 } from '../tensor/random.js';
 import { ggufVocab, isGGUFFile } from '../tokenizers/index.js';
 import { CharTokenizer } from './char-tokenizer.js';
-import { LATEST_FILE, OPTIMIZER_FILE, loadCheckpoint, lossNotFiniteError, prepareOutDir, saveCheckpoint, type TrainerState } from './checkpoint-state.js';
+import { BEST_FILE, LATEST_FILE, OPTIMIZER_FILE, loadCheckpoint, lossNotFiniteError, prepareOutDir, saveCheckpoint, type TrainerState } from './checkpoint-state.js';
 import { optimizerOptions, scheduleOptions, validateConfig, type TrainConfig } from './config.js';
 import { BatchSampler, prepareData, type PreparedData } from './data.js';
 import { MetricsWriter, readMetrics, truncateMetrics, writeLossCurve, type MetricsRecord } from './metrics.js';
@@ -232,7 +232,7 @@ class Run {
         }
         if (this.step >= config.max_iters) {
           // The run's end state is always saved, so `latest` is the finished model.
-          if (!savedHere) this.save(snapshot, false);
+          if (!savedHere) this.save(snapshot, false, this.lastVal ?? undefined);
           break;
         }
         if (!savedHere && config.checkpoint_interval > 0 && this.step > 0 && this.step % config.checkpoint_interval === 0) this.save(snapshot, false);
@@ -327,7 +327,9 @@ class Run {
     };
   }
 
-  private save(state: Omit<TrainerState, 'format' | 'version'>, isBest: boolean, valLoss?: number): void {
+  /** Save a checkpoint; the first one is also `best` until an evaluation improves (step 0's evaluation has no checkpoint). */
+  private save(state: Omit<TrainerState, 'format' | 'version'>, improved: boolean, valLoss?: number): void {
+    const isBest = improved || !fs.existsSync(path.join(this.outDir, BEST_FILE));
     const tokenizer = checkpointTokenizer(this.config.tokenizer, this.data);
     const dir = saveCheckpoint(this.outDir, {
       state,
