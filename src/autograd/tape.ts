@@ -243,6 +243,22 @@ export class Tape {
     const seed = this.alloc(root.value.shape);
     seed.f32()[0] = scale;
     root.grad = root.gradBase = seed;
+    this.runNodes(root);
+  }
+
+  /**
+   * Backpropagate into the recording from `root` of any shape, whose gradient is `grad` (the
+   * caller's; it is not freed): gradient checkpointing replays a block on its own tape and hands
+   * its output the gradient the outer tape computed.
+   */
+  backwardWith(root: Var, grad: Tensor): void {
+    if (!root.node) throw new Error('backwardWith: the root was not recorded on this tape');
+    root.grad = grad;
+    root.gradBase = null;
+    this.runNodes(root);
+  }
+
+  private runNodes(root: Var): void {
     const nodes = this.nodes;
     this.nodes = [];
     for (let i = nodes.length - 1; i >= 0; i--) {

@@ -10,7 +10,7 @@ import * as F from '../autograd/functions.js';
 import type { Parameter, Tape, Var } from '../autograd/tape.js';
 import type { Backend } from '../backend/backend.js';
 import type { Gpt2Config } from './gpt2.js';
-import { dropoutAt, INIT_STD, ParamFactory, positionIds, rowsOf, type ForwardOptions, type ModelOptions, type TrainableModel } from './trainable.js';
+import { checkpointed, dropoutAt, INIT_STD, ParamFactory, positionIds, rowsOf, type ForwardOptions, type ModelOptions, type TrainableModel } from './trainable.js';
 
 interface LayerNormParams {
   weight: Parameter;
@@ -73,31 +73,35 @@ export class Gpt2TrainModel implements TrainableModel {
   }
 
   logits(t: Tape, inputs: Int32Array, opts: ForwardOptions): Var {
+    const T = inputs.length / opts.batch;
+    let x = F.add(t, F.embedding(t, this.tokenEmbd, inputs), F.embedding(t, this.positionEmbd, positionIds(opts.batch, T)));
+    x = dropoutAt(t, x, this.opts.dropout, opts, 0);
+    this.blocks.forEach((b, l) => {
+      const block = (bt: Tape, bx: Var): Var => this.block(bt, bx, b, l, T, opts);
+      x = this.opts.gradientCheckpointing ? checkpointed(t, x, block) : block(t, x);
+    });
+    const h = F.layernorm(t, x, this.outputNorm.weight, this.outputNorm.bias, this.config.layer_norm_epsilon);
+    return F.matmul(t, h, this.tokenEmbd);
+  }
+
+  /** One transformer block over B sequences of T tokens. */
+  private block(t: Tape, x: Var, b: Block, l: number, T: number, opts: ForwardOptions): Var {
     const c = this.config;
     const dim = c.embedding_length;
-    const T = inputs.length / opts.batch;
     const headDim = dim / c.head_count;
     const attention = { nHead: c.head_count, nKvHead: c.head_count, headDim, seqLen: T, scale: 1 / Math.sqrt(headDim) };
     const eps = c.layer_norm_epsilon;
     const p = this.opts.dropout;
-    let site = 0;
-
-    let x = F.add(t, F.embedding(t, this.tokenEmbd, inputs), F.embedding(t, this.positionEmbd, positionIds(opts.batch, T)));
-    x = dropoutAt(t, x, p, opts, site++);
-    for (const b of this.blocks) {
-      // attention: q, k, v are the thirds of the fused projection
-      const h = F.layernorm(t, x, b.attnNorm.weight, b.attnNorm.bias, eps);
-      const qkvBias = F.reshape(t, b.qkv.bias, [3, dim]);
-      const [q, k, v] = [0, 1, 2].map((i) => this.linear(t, h, rowsOf(t, b.qkv.weight, i * dim, dim), rowsOf(t, qkvBias, i, 1))) as [Var, Var, Var];
-      const att = F.attention(t, q, k, v, attention);
-      x = F.add(t, x, dropoutAt(t, this.linear(t, att, b.attnOutput.weight, b.attnOutput.bias), p, opts, site++));
-      // feed-forward: down(gelu(up(x)))
-      const h2 = F.layernorm(t, x, b.ffnNorm.weight, b.ffnNorm.bias, eps);
-      const up = F.gelu(t, this.linear(t, h2, b.ffnUp.weight, b.ffnUp.bias));
-      x = F.add(t, x, dropoutAt(t, this.linear(t, up, b.ffnDown.weight, b.ffnDown.bias), p, opts, site++));
-    }
-    const h = F.layernorm(t, x, this.outputNorm.weight, this.outputNorm.bias, eps);
-    return F.matmul(t, h, this.tokenEmbd);
+    // attention: q, k, v are the thirds of the fused projection
+    const h = F.layernorm(t, x, b.attnNorm.weight, b.attnNorm.bias, eps);
+    const qkvBias = F.reshape(t, b.qkv.bias, [3, dim]);
+    const [q, k, v] = [0, 1, 2].map((i) => this.linear(t, h, rowsOf(t, b.qkv.weight, i * dim, dim), rowsOf(t, qkvBias, i, 1))) as [Var, Var, Var];
+    const att = F.attention(t, q, k, v, attention);
+    x = F.add(t, x, dropoutAt(t, this.linear(t, att, b.attnOutput.weight, b.attnOutput.bias), p, opts, 1 + 2 * l));
+    // feed-forward: down(gelu(up(x)))
+    const h2 = F.layernorm(t, x, b.ffnNorm.weight, b.ffnNorm.bias, eps);
+    const up = F.gelu(t, this.linear(t, h2, b.ffnUp.weight, b.ffnUp.bias));
+    return F.add(t, x, dropoutAt(t, this.linear(t, up, b.ffnDown.weight, b.ffnDown.bias), p, opts, 2 + 2 * l));
   }
 
   loss(t: Tape, inputs: Int32Array, targets: Int32Array, opts: ForwardOptions): Var {

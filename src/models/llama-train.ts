@@ -8,7 +8,7 @@ import * as F from '../autograd/functions.js';
 import type { Parameter, Tape, Var } from '../autograd/tape.js';
 import type { Backend } from '../backend/backend.js';
 import { headDim, kvDim, type LlamaConfig } from './llama.js';
-import { dropoutAt, INIT_STD, ParamFactory, type ForwardOptions, type ModelOptions, type TrainableModel } from './trainable.js';
+import { checkpointed, dropoutAt, INIT_STD, ParamFactory, type ForwardOptions, type ModelOptions, type TrainableModel } from './trainable.js';
 
 interface Block {
   attnNorm: Parameter;
@@ -55,30 +55,34 @@ export class LlamaTrainModel implements TrainableModel {
   }
 
   logits(t: Tape, inputs: Int32Array, opts: ForwardOptions): Var {
-    const c = this.config;
     const T = inputs.length / opts.batch;
+    let x = dropoutAt(t, F.embedding(t, this.tokenEmbd, inputs), this.opts.dropout, opts, 0);
+    this.blocks.forEach((b, l) => {
+      const block = (bt: Tape, bx: Var): Var => this.block(bt, bx, b, l, T, opts);
+      x = this.opts.gradientCheckpointing ? checkpointed(t, x, block) : block(t, x);
+    });
+    return F.matmul(t, F.rmsnorm(t, x, this.outputNorm, this.config.layer_norm_rms_epsilon), this.tokenEmbd);
+  }
+
+  /** One transformer block over B sequences of T tokens. */
+  private block(t: Tape, x: Var, b: Block, l: number, T: number, opts: ForwardOptions): Var {
+    const c = this.config;
     const hd = headDim(c);
     const rope = { headDim: hd, nRot: c.rope_dimension_count, theta: c.rope_freq_base, neox: false };
     const attention = { nHead: c.head_count, nKvHead: c.head_count_kv, headDim: hd, seqLen: T, scale: 1 / Math.sqrt(hd) };
     const eps = c.layer_norm_rms_epsilon;
     const p = this.opts.dropout;
-    let site = 0;
-
-    let x = dropoutAt(t, F.embedding(t, this.tokenEmbd, inputs), p, opts, site++);
-    for (const b of this.blocks) {
-      // attention: q, k, v projections, q and k rotated by position within each sequence
-      const h = F.rmsnorm(t, x, b.attnNorm, eps);
-      const q = F.rope(t, F.matmul(t, h, b.wq), { ...rope, nHead: c.head_count }, T);
-      const k = F.rope(t, F.matmul(t, h, b.wk), { ...rope, nHead: c.head_count_kv }, T);
-      const v = F.matmul(t, h, b.wv);
-      const att = F.attention(t, q, k, v, attention);
-      x = F.add(t, x, dropoutAt(t, F.matmul(t, att, b.wo), p, opts, site++));
-      // feed-forward: down(silu(gate(x)) · up(x))
-      const h2 = F.rmsnorm(t, x, b.ffnNorm, eps);
-      const hidden = F.swiglu(t, F.matmul(t, h2, b.ffnGate), F.matmul(t, h2, b.ffnUp));
-      x = F.add(t, x, dropoutAt(t, F.matmul(t, hidden, b.ffnDown), p, opts, site++));
-    }
-    return F.matmul(t, F.rmsnorm(t, x, this.outputNorm, eps), this.tokenEmbd);
+    // attention: q, k, v projections, q and k rotated by position within each sequence
+    const h = F.rmsnorm(t, x, b.attnNorm, eps);
+    const q = F.rope(t, F.matmul(t, h, b.wq), { ...rope, nHead: c.head_count }, T);
+    const k = F.rope(t, F.matmul(t, h, b.wk), { ...rope, nHead: c.head_count_kv }, T);
+    const v = F.matmul(t, h, b.wv);
+    const att = F.attention(t, q, k, v, attention);
+    x = F.add(t, x, dropoutAt(t, F.matmul(t, att, b.wo), p, opts, 1 + 2 * l));
+    // feed-forward: down(silu(gate(x)) · up(x))
+    const h2 = F.rmsnorm(t, x, b.ffnNorm, eps);
+    const hidden = F.swiglu(t, F.matmul(t, h2, b.ffnGate), F.matmul(t, h2, b.ffnUp));
+    return F.add(t, x, dropoutAt(t, F.matmul(t, hidden, b.ffnDown), p, opts, 2 + 2 * l));
   }
 
   loss(t: Tape, inputs: Int32Array, targets: Int32Array, opts: ForwardOptions): Var {

@@ -4,7 +4,7 @@
  * dropout seeds per call site and position ids.
  */
 import * as F from '../autograd/functions.js';
-import { Parameter, type Tape, type Var } from '../autograd/tape.js';
+import { Parameter, Tape, type Var } from '../autograd/tape.js';
 import type { Backend } from '../backend/backend.js';
 import * as ops from '../ops/index.js';
 import type { Shape, Tensor } from '../tensor/tensor.js';
@@ -38,6 +38,8 @@ export interface ModelOptions {
   /** GPT-2: biases in linear layers and LayerNorms (false: they stay zero and are not trained). */
   bias: boolean;
   seed: number;
+  /** Recompute each block's activations in the backward pass instead of keeping them (checkpointed). */
+  gradientCheckpointing?: boolean;
 }
 
 /**
@@ -98,3 +100,31 @@ export function positionIds(batch: number, seqLen: number): Int32Array {
   return ids;
 }
 
+
+/**
+ * Gradient checkpointing of one block: the forward runs on a scratch tape without recording and
+ * keeps only the block's output; the backward runs the block again on a fresh tape, recording,
+ * and backpropagates the output's gradient through it (parameter grads accumulate as usual, the
+ * input's gradient goes on). Activation memory: one tensor per block instead of all of them.
+ * `block` must compute the same values both times (dropout masks depend only on their seeds).
+ */
+export function checkpointed(t: Tape, x: Var, block: (t: Tape, x: Var) => Var): Var {
+  if (!t.recording) return block(t, x);
+  const scratch = new Tape(t.be);
+  const y = t.alloc(x.shape);
+  try {
+    ops.setRows(t.be, y, 0, scratch.noGrad(() => block(scratch, scratch.input(x.value))).value);
+  } finally {
+    scratch.dispose();
+  }
+  return t.record('checkpoint', [x], y, (dy, g) => {
+    const replay = new Tape(g.be);
+    try {
+      const input = replay.input(x.value, true);
+      replay.backwardWith(block(replay, input), dy);
+      if (input.grad) g.add(x, input.grad);
+    } finally {
+      replay.dispose();
+    }
+  });
+}

@@ -111,7 +111,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     throw new RequestError('unsupported', 'init_from', `fine-tuning a model (${JSON.stringify(config.init_from)}) is not supported yet; use 'scratch' or 'resume'`);
   }
   validateConfig(config);
-  if (config.gradient_checkpointing) throw new RequestError('unsupported', 'gradient_checkpointing', 'gradient checkpointing is not implemented yet');
   if (config.data === null) throw new RequestError('missing_option', 'data', 'no training data: give --data PATH (a text file, a .jsonl file or a folder)');
   const outDir = config.out_dir;
   prepareOutDir(outDir);
@@ -125,7 +124,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   const be = options.backend ?? (await createBackend({ backend: config.backend, threads: config.threads ?? undefined }));
   const arch = archFromConfig(config, data.tokenizer.tokenizer.vocabSize);
-  const model = createTrainModel(be, arch, { dropout: config.dropout, bias: config.bias, seed: config.seed });
+  const model = createTrainModel(be, arch, { dropout: config.dropout, bias: config.bias, seed: config.seed, gradientCheckpointing: config.gradient_checkpointing });
   try {
     const params = trainableParams(model);
     const optimizer = createOptimizer(config.optimizer, params.map((p) => ({ ...p.optimParam(), shape: p.value.shape })), optimizerOptions(config));
