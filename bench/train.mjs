@@ -59,6 +59,30 @@ async function trainOurs({ backend, threads, steps, warmup }) {
   }
 }
 
+/**
+ * Activation memory of one baby-GPT step (batch 12 × 64): the bytes the tape holds when the loss
+ * is computed, i.e. what the backward pass will read, with and without gradient checkpointing.
+ */
+async function activationBytes(gradientCheckpointing) {
+  const { createBackend } = await import(path.join(DIST, 'backend', 'index.js'));
+  const { Tape } = await import(path.join(DIST, 'autograd', 'tape.js'));
+  const { resolveConfig } = await import(path.join(DIST, 'train', 'config.js'));
+  const { archFromConfig, createTrainModel } = await import(path.join(DIST, 'train', 'model.js'));
+  const be = await createBackend({ backend: 'wasm', threads: 1 });
+  const config = resolveConfig({ preset: 'shakespeare-char', overrides: { bias: true } });
+  const model = createTrainModel(be, archFromConfig(config, 65), { dropout: 0, bias: true, seed: 1, gradientCheckpointing });
+  const tape = new Tape(be);
+  try {
+    const tokens = Int32Array.from({ length: config.batch_size * config.block_size }, (_, i) => (i * 7) % 65);
+    model.loss(tape, tokens, tokens, { batch: config.batch_size });
+    return tape.ownedBytes;
+  } finally {
+    tape.dispose();
+    model.dispose();
+    be.dispose();
+  }
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   if (!fs.existsSync(path.join(DIST, 'train', 'trainer.js'))) die('build first: npm run build');
@@ -73,7 +97,8 @@ async function main() {
     const mfu = peak ? (6 * r.params * r.tokensPerSecond) / (peak.peakGflops * 1e9) : NaN;
     return { ...r, peakGflops: peak?.peakGflops, mfu, vsTfjs: tfjs ? r.tokensPerSecond / tfjs.tokensPerSecond : undefined };
   });
-  const report = { model: 'baby GPT (4×128, block 64, batch 12, biases)', ours: rows, tfjs: tfjs && { backend: tfjs.backend, threads: tfjs.threads, params: tfjs.params, tokensPerSecond: tfjs.tokensPerSecond } };
+  const memory = { activationBytes: await activationBytes(false), checkpointedActivationBytes: await activationBytes(true) };
+  const report = { model: 'baby GPT (4×128, block 64, batch 12, biases)', ours: rows, memory, tfjs: tfjs && { backend: tfjs.backend, threads: tfjs.threads, params: tfjs.params, tokensPerSecond: tfjs.tokensPerSecond } };
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return;
@@ -85,6 +110,8 @@ async function main() {
     console.log(`| SmallMind | ${r.backend} | ${r.threads} | ${Math.round(r.tokensPerSecond)} | ${r.vsTfjs ? `${r.vsTfjs.toFixed(1)}×` : '-'} | ${r.peakGflops?.toFixed(1) ?? '-'} | ${(100 * r.mfu).toFixed(1)}% |`);
   }
   if (tfjs) console.log(`| tfjs ${tfjs.version} | ${tfjs.backend} | ${tfjs.threads} | ${Math.round(tfjs.tokensPerSecond)} | 1.0× | - | - |`);
+  const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  console.log(`\nactivations held at the loss (one 768-token step): ${mib(memory.activationBytes)}; with gradient checkpointing ${mib(memory.checkpointedActivationBytes)}`);
 }
 
 await main();

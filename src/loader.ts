@@ -17,6 +17,8 @@ import { DTYPES, GGML_TYPE_NAMES } from './tensor/dtype.js';
 import type { Tensor } from './tensor/tensor.js';
 import { readLlama2cTokenizer } from './tokenizers/llama2c.js';
 import { fileMagic, loadTokenizer, tokenizerFromGGUF, tokenizerFromVocab, type Tokenizer } from './tokenizers/index.js';
+import { readTokenizerJson } from './formats/tokenizer-json.js';
+import { charTokenizerFromJson } from './train/char-tokenizer.js';
 
 export type ModelFile =
   | { format: 'gguf'; path: string; fileSize: number; file: GGUFFile; tensors: GGUFTensorInfo[] }
@@ -72,7 +74,7 @@ export function modelConfig(model: ModelFile, vocabSize: number): LlamaConfig {
  */
 export function modelTokenizer(model: ModelFile, tokenizerPath?: string): Tokenizer {
   if (model.format === 'gguf') return tokenizerFromGGUF(model.file);
-  if (model.format === 'hf') return loadTokenizer(tokenizerPath ?? model.path);
+  if (model.format === 'hf') return trainedCharTokenizer(tokenizerPath ?? model.path) ?? loadTokenizer(tokenizerPath ?? model.path);
   const vocabSize = model.file.config.vocabSize;
   const dir = path.dirname(model.path);
   const candidates = tokenizerPath ? [tokenizerPath] : [path.join(dir, 'tokenizer.bin'), path.join(dir, `tok${vocabSize}.bin`)];
@@ -81,6 +83,17 @@ export function modelTokenizer(model: ModelFile, tokenizerPath?: string): Tokeni
     throw new ModelError('missing_tokenizer', `${model.path}: a llama2.c checkpoint needs its tokenizer.bin; none found (looked for ${candidates.join(', ')}); pass one with --tokenizer`);
   }
   return tokenizerFromVocab(readLlama2cTokenizer(found, vocabSize));
+}
+
+/**
+ * The character tokenizer of a model `smallmind train` wrote (a small tokenizer.json of
+ * CharTokenizer's shape), which has no EOS: loadTokenizer would give it a default one (id 0) and
+ * generation would stop at that character.
+ */
+function trainedCharTokenizer(dir: string): Tokenizer | undefined {
+  const file = path.join(dir, 'tokenizer.json');
+  if (!fs.existsSync(file) || fs.statSync(file).size > 1 << 16) return undefined;
+  return charTokenizerFromJson(readTokenizerJson(file));
 }
 
 /** The tensors a model loads (output.weight only where the file has one: else it is tied), checked against the config. */
