@@ -39,3 +39,7 @@ export type { SafetensorsFile, SafetensorsTensorInfo, SafetensorsDType, Safetens
 export type { ArchConfig, Architecture } from './models/index.js';
 export type { Gpt2Config } from './models/gpt2.js';
 export { GPT2_INIT_SHAPES } from './init.js';
+export { train } from './train/trainer.js';
+export type { TrainOptions, TrainResult, CheckpointEvent } from './train/trainer.js';
+export { resolveConfig, PRESETS, DEFAULT_CONFIG } from './train/config.js';
+export type { TrainConfig } from './train/config.js';
