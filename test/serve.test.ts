@@ -4,7 +4,7 @@
  * cannot send what we test: malformed JSON, oversized bodies).
  */
 import { fileURLToPath } from 'node:url';
-import Ajv from 'ajv';
+import { Ajv } from 'ajv';
 import OpenAI, { AuthenticationError, BadRequestError, NotFoundError, RateLimitError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL_PATH, loadModel, type Model } from '../src/model.js';
