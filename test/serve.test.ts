@@ -131,6 +131,15 @@ describe('completions, models, tokenize', () => {
     expect(completion.choices[1].text.startsWith('The cat')).toBe(true);
   });
 
+  it('gives legacy logprobs: tokens with their leading space, offsets into the text', async () => {
+    const completion = await client.completions.create({ model: 'stories260K', prompt: 'Once', max_tokens: 3, temperature: 0, logprobs: 2 });
+    const { text, logprobs } = completion.choices[0];
+    expect(logprobs!.tokens!.join('')).toBe(text);
+    expect(logprobs!.tokens![0]).toBe(' upon');
+    expect(logprobs!.text_offset).toEqual([0, 5, 7]);
+    expect(logprobs!.top_logprobs!.every((top) => Object.keys(top).length === 2)).toBe(true);
+  });
+
   it('lists the models', async () => {
     const list = await client.models.list();
     expect(list.data.map((m) => m.id)).toEqual(['stories260K', 'tiny-random']);
@@ -153,6 +162,8 @@ describe('errors and limits', () => {
     const badTemp = client.chat.completions.create({ model: 'stories260K', messages: ask, temperature: 5 });
     await expect(badTemp).rejects.toBeInstanceOf(BadRequestError);
     await expect(badTemp).rejects.toMatchObject({ param: 'temperature', type: 'invalid_request_error' });
+    const missing = client.chat.completions.create({ model: 'stories260K' } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    await expect(missing).rejects.toMatchObject({ status: 400, param: 'messages' });
     const tooMany = client.chat.completions.create({ model: 'stories260K', messages: ask, max_tokens: 100_000 });
     await expect(tooMany).rejects.toMatchObject({ status: 400, param: 'max_tokens' });
     const unknown = client.chat.completions.create({ model: 'gpt-4o', messages: ask });

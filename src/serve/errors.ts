@@ -29,11 +29,16 @@ export function toApiError(err: unknown): ApiError {
     return apiError(503, 'server_error', err.message, err.code, null, 1);
   }
   if (err instanceof SmallMindError) return apiError(500, 'server_error', 'the server could not run the request', err.code);
-  const fastifyError = err as { statusCode?: number; code?: string; message?: string; validation?: { instancePath: string; message?: string }[] };
+  const fastifyError = err as {
+    statusCode?: number; code?: string; message?: string;
+    validation?: { instancePath: string; message?: string; params?: { missingProperty?: string } }[];
+  };
   if (fastifyError.validation) {
     const first = fastifyError.validation[0];
-    const param = first?.instancePath.replace(/^\//, '').replaceAll('/', '.') || null;
-    return apiError(400, 'invalid_request_error', fastifyError.message ?? 'invalid request', 'invalid_value', param);
+    const path = [first?.instancePath.replace(/^\//, '').replaceAll('/', '.'), first?.params?.missingProperty].filter(Boolean).join('.');
+    const param = path || null;
+    // The first failure, as "max_tokens: must be integer" (anyOf alternatives would add noise).
+    return apiError(400, 'invalid_request_error', `${param ?? 'body'}: ${first?.message ?? 'invalid value'}`, 'invalid_value', param);
   }
   const status = fastifyError.statusCode;
   if (status !== undefined && status >= 400 && status < 500) {

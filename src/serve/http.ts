@@ -290,7 +290,9 @@ async function runGeneration(
     if (generation.includeUsage) sse.send(writer.usage(usageOf(promptTokens, results)));
     sse.done();
     return undefined;
-  } catch (err) {
+  } catch (caught) {
+    // Timed out while queued, the engine says 'cancelled': the client should hear 'timeout'.
+    const err = timedOut ? new ResourceError('timeout', `the request ran longer than ${context.timeoutMs} ms`) : caught;
     if (!sse?.started) throw err;
     // Headers are out: the error goes in the stream, as OpenAI's does.
     sse.send(toApiError(err).body);

@@ -53,10 +53,10 @@ export interface PreparedRequest {
 }
 
 /** The options both endpoints share; maxTokens defaults to what the context has left. */
-function samplingOptions(body: SamplingBody, model: Model, maxTokens: number | null | undefined, promptLength: number): GenerateOptions {
+function samplingOptions(body: SamplingBody, model: Model, maxTokens: number | null | undefined, promptLength: number, promptParam: string): GenerateOptions {
   const context = model.contextLength;
   if (promptLength >= context) {
-    throw new RequestError('context_length_exceeded', 'messages', `the prompt's ${promptLength} tokens do not fit the context of ${context}`);
+    throw new RequestError('context_length_exceeded', promptParam, `the prompt's ${promptLength} tokens do not fit the context of ${context}`);
   }
   if (maxTokens != null && maxTokens > context) {
     throw new RequestError('invalid_max_tokens', 'max_tokens', `${maxTokens} is more than the context of ${context} tokens`);
@@ -103,7 +103,7 @@ export function prepareChat(body: ChatBody, model: Model): PreparedRequest {
   // Templates know system, user, assistant and tool; OpenAI's developer role is the system prompt.
   const messages: ChatMessage[] = body.messages.map((m) => ({ ...m, role: m.role === 'developer' ? 'system' : m.role, content: contentText(m.content) }));
   const prompt = model.chatPromptTokens(model.applyChatTemplate(messages, { addGenerationPrompt: true }));
-  const options = samplingOptions(body, model, body.max_completion_tokens ?? body.max_tokens, prompt.length);
+  const options = samplingOptions(body, model, body.max_completion_tokens ?? body.max_tokens, prompt.length, 'messages');
   if (body.logprobs) options.logprobs = body.top_logprobs ?? 0;
   const format = body.response_format;
   if (format?.type === 'json_object') options.jsonObject = true;
@@ -114,7 +114,7 @@ export function prepareChat(body: ChatBody, model: Model): PreparedRequest {
 export function prepareCompletion(body: CompletionBody, model: Model): PreparedRequest {
   const prompts = completionPrompts(body.prompt, model);
   const longest = Math.max(...prompts.map((p) => p.length));
-  const options = samplingOptions(body, model, body.max_tokens, longest);
+  const options = samplingOptions(body, model, body.max_tokens, longest, 'prompt');
   if (body.logprobs != null) options.logprobs = body.logprobs;
   return { prompts, options };
 }
@@ -150,9 +150,18 @@ export function usageOf(promptTokens: number, results: readonly GenerateResult[]
   return { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion };
 }
 
-/** One token's text and UTF-8 bytes as OpenAI reports them (a partial character's bytes included). */
+/**
+ * A token's own text, its leading space kept (decode() drops it at the start of a text; a fresh
+ * stream decoder does not). A byte token alone is an unfinished character: U+FFFD.
+ */
+function pieceText(model: Model, id: number): string {
+  const decoder = model.tokenizer.createStreamDecoder();
+  return decoder.push(id) + decoder.flush();
+}
+
+/** One token's text and UTF-8 bytes as OpenAI reports them. */
 function tokenPiece(model: Model, id: number): { token: string; bytes: number[] } {
-  const token = model.detokenize([id]);
+  const token = pieceText(model, id);
   return { token, bytes: [...Buffer.from(token, 'utf8')] };
 }
 
@@ -170,7 +179,7 @@ export function chatLogprobs(model: Model, logprobs: readonly TokenLogprobs[]): 
 
 /** Legacy completions logprobs: parallel lists, alternatives as {token: logprob}. */
 export function completionLogprobs(model: Model, logprobs: readonly TokenLogprobs[], startOffset: number): unknown {
-  const tokens = logprobs.map((lp) => model.detokenize([lp.id]));
+  const tokens = logprobs.map((lp) => pieceText(model, lp.id));
   let offset = startOffset;
   const textOffset = tokens.map((t) => {
     const at = offset;
@@ -180,7 +189,7 @@ export function completionLogprobs(model: Model, logprobs: readonly TokenLogprob
   return {
     tokens,
     token_logprobs: logprobs.map((lp) => lp.raw.logprob),
-    top_logprobs: logprobs.map((lp) => Object.fromEntries(lp.raw.top.map((alt) => [model.detokenize([alt.id]), alt.logprob]))),
+    top_logprobs: logprobs.map((lp) => Object.fromEntries(lp.raw.top.map((alt) => [pieceText(model, alt.id), alt.logprob]))),
     text_offset: textOffset,
   };
 }
