@@ -82,6 +82,19 @@ describe('chat completions', () => {
     expect(usage).toEqual(whole.usage);
   });
 
+  it('takes developer, tool and text-part messages', async () => {
+    const completion = await client.chat.completions.create({
+      model: 'stories260K', max_tokens: 4, temperature: 0,
+      messages: [
+        { role: 'developer', content: 'Be brief.' },
+        { role: 'user', content: [{ type: 'text', text: 'Once upon' }, { type: 'text', text: ' a time' }] },
+        { role: 'assistant', content: 'there was' },
+        { role: 'tool', content: '42', tool_call_id: 'call_1' },
+      ],
+    });
+    expect(completion.usage!.prompt_tokens).toBeGreaterThan(10);
+  });
+
   it('runs the random 32000-token model too, with n samples', async () => {
     const completion = await client.chat.completions.create({ model: 'tiny-random', messages: ask, max_tokens: 8, n: 3, seed: 7 });
     expect(completion.choices.map((c) => c.index)).toEqual([0, 1, 2]);
@@ -129,6 +142,21 @@ describe('completions, models, tokenize', () => {
     expect(completion.choices.map((c) => c.index)).toEqual([0, 1]);
     expect(completion.choices[0].text.startsWith('Once upon')).toBe(true);
     expect(completion.choices[1].text.startsWith('The cat')).toBe(true);
+  });
+
+  it('streams completions of several prompts, echo first, each choice finished', async () => {
+    const stream = await client.completions.create({ model: 'stories260K', prompt: ['Once upon', 'The cat'], max_tokens: 5, temperature: 0, echo: true, stream: true });
+    const texts = ['', ''];
+    const finished: (string | null)[] = [null, null];
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        texts[c.index] += c.text;
+        finished[c.index] = c.finish_reason ?? finished[c.index];
+      }
+    }
+    const whole = await client.completions.create({ model: 'stories260K', prompt: ['Once upon', 'The cat'], max_tokens: 5, temperature: 0, echo: true });
+    expect(texts).toEqual(whole.choices.map((c) => c.text));
+    expect(finished).toEqual(whole.choices.map((c) => c.finish_reason));
   });
 
   it('gives legacy logprobs: tokens with their leading space, offsets into the text', async () => {
@@ -200,6 +228,33 @@ describe('errors and limits', () => {
     expect(server.engine.stats()).toEqual({ queued: 0, running: 0 });
     const next = await client.chat.completions.create({ model: 'stories260K', messages: ask, max_tokens: 4 });
     expect(next.choices[0].message.content).toBeTypeOf('string');
+  });
+
+  it('a disconnected non-streaming request frees the engine too', async () => {
+    const abort = new AbortController();
+    const body = JSON.stringify({ model: 'stories260K', messages: ask, max_tokens: 500, temperature: 0, logit_bias: { [EOS]: -100 } });
+    const pending = fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body, signal: abort.signal });
+    for (let i = 0; i < 200 && server.engine.stats().running === 0; i++) await new Promise((r) => setTimeout(r, 1));
+    expect(server.engine.stats().running).toBe(1);
+    abort.abort();
+    await expect(pending).rejects.toThrow();
+    for (let i = 0; i < 200 && server.engine.stats().running > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(server.engine.stats()).toEqual({ queued: 0, running: 0 });
+  });
+
+  it('stops a request that runs past the timeout with 504', async () => {
+    const quick = await createServer({ models: [{ name: 'stories260K', model: models[0] }], timeoutMs: 20, log: () => {} });
+    try {
+      const quickUrl = await quick.listen({ port: 0 });
+      const response = await fetch(`${quickUrl}/v1/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 510, n: 4, logit_bias: { [EOS]: -100 } }),
+      });
+      expect(response.status).toBe(504);
+      expect(await response.json()).toMatchObject({ error: { type: 'timeout_error', code: 'timeout' } });
+    } finally {
+      await quick.close();
+    }
   });
 
   it('serves /health without a key, /metrics with counters and histograms, and logs one JSON line per request', async () => {
