@@ -192,6 +192,13 @@ describe('errors and limits', () => {
     await expect(badTemp).rejects.toMatchObject({ param: 'temperature', type: 'invalid_request_error' });
     const missing = client.chat.completions.create({ model: 'stories260K' } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     await expect(missing).rejects.toMatchObject({ status: 400, param: 'messages' });
+    const badSchema = client.chat.completions.create({
+      model: 'stories260K', messages: ask,
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', patternProperties: { '^a': {} } } } },
+    });
+    await expect(badSchema).rejects.toMatchObject({ status: 400, code: 'unsupported_schema' });
+    const tools = client.chat.completions.create({ model: 'stories260K', messages: ask, tools: [{ type: 'function', function: { name: 'f' } }] });
+    await expect(tools).rejects.toMatchObject({ status: 400, param: 'tools', code: 'unsupported_parameter' });
     const tooMany = client.chat.completions.create({ model: 'stories260K', messages: ask, max_tokens: 100_000 });
     await expect(tooMany).rejects.toMatchObject({ status: 400, param: 'max_tokens' });
     const unknown = client.chat.completions.create({ model: 'gpt-4o', messages: ask });

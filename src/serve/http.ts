@@ -11,7 +11,7 @@ import { SerialEngine, type Engine, type ServedModel } from './engine.js';
 import { apiError, toApiError, type ApiError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import {
-  chatChunks, chatCompletion, completionChunks, prepareChat, prepareCompletion, textCompletion, usageOf,
+  chatChunks, chatCompletion, completionChunks, pieceText, prepareChat, prepareCompletion, textCompletion, usageOf,
   type ChatBody, type ChunkWriter, type CompletionBody, type ResponseIds,
 } from './openai.js';
 import { chatBodySchema, completionBodySchema, detokenizeBodySchema, tokenizeBodySchema } from './schemas.js';
@@ -91,7 +91,7 @@ export async function createServer(opts: ServerOptions): Promise<SmallMindServer
       reply.raw.setHeader('access-control-allow-headers', 'authorization, content-type');
       reply.raw.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
     }
-    if (request.method === 'OPTIONS' || request.url === '/health' || keyDigests.length === 0) return;
+    if (request.method === 'OPTIONS' || request.routeOptions.url === '/health' || keyDigests.length === 0) return;
     if (!authorized(request.headers.authorization, keyDigests)) {
       return sendError(reply, apiError(401, 'authentication_error', 'a valid API key is required (Authorization: Bearer KEY)', 'invalid_api_key'));
     }
@@ -121,7 +121,7 @@ export async function createServer(opts: ServerOptions): Promise<SmallMindServer
     const model = defaultModel(engine, request.body.model);
     const ids = model.tokenize(request.body.content, { addSpecial: request.body.add_special ?? false, parseSpecial: true });
     if (!request.body.with_pieces) return { tokens: ids };
-    return { tokens: ids.map((id) => ({ id, piece: model.detokenize([id]) })) };
+    return { tokens: ids.map((id) => ({ id, piece: pieceText(model, id) })) };
   });
   app.post<{ Body: { tokens: number[]; model?: string } }>('/detokenize', { schema: { body: detokenizeBodySchema } }, async (request) => {
     const model = defaultModel(engine, request.body.model);

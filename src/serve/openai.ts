@@ -104,6 +104,7 @@ export function prepareChat(body: ChatBody, model: Model): PreparedRequest {
   const messages: ChatMessage[] = body.messages.map((m) => ({ ...m, role: m.role === 'developer' ? 'system' : m.role, content: contentText(m.content) }));
   const prompt = model.chatPromptTokens(model.applyChatTemplate(messages, { addGenerationPrompt: true }));
   const options = samplingOptions(body, model, body.max_completion_tokens ?? body.max_tokens, prompt.length, 'messages');
+  if (body.top_logprobs != null && !body.logprobs) throw new RequestError('invalid_top_logprobs', 'top_logprobs', 'needs logprobs: true');
   if (body.logprobs) options.logprobs = body.top_logprobs ?? 0;
   const format = body.response_format;
   if (format?.type === 'json_object') options.jsonObject = true;
@@ -154,7 +155,7 @@ export function usageOf(promptTokens: number, results: readonly GenerateResult[]
  * A token's own text, its leading space kept (decode() drops it at the start of a text; a fresh
  * stream decoder does not). A byte token alone is an unfinished character: U+FFFD.
  */
-function pieceText(model: Model, id: number): string {
+export function pieceText(model: Model, id: number): string {
   const decoder = model.tokenizer.createStreamDecoder();
   return decoder.push(id) + decoder.flush();
 }
