@@ -228,6 +228,8 @@ describe('errors and limits', () => {
     await iterator.next(); // it runs now
     const second = client.chat.completions.create({ model: 'stories260K', messages: ask, max_tokens: 4 });
     await expect(second).rejects.toBeInstanceOf(RateLimitError);
+    await expect(second).rejects.toMatchObject({ code: 'queue_full', type: 'rate_limit_error' });
+    expect(((await second.catch((err: unknown) => err)) as RateLimitError).headers.get('retry-after')).toBe('1');
     abort.abort();
     await iterator.next().catch(() => undefined);
     // The engine notices the closed connection at its next token.
