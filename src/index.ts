@@ -43,3 +43,7 @@ export { train } from './train/trainer.js';
 export type { TrainOptions, TrainResult, CheckpointEvent } from './train/trainer.js';
 export { resolveConfig, PRESETS, DEFAULT_CONFIG } from './train/config.js';
 export type { TrainConfig } from './train/config.js';
+export { createServer } from './serve/http.js';
+export type { ServerOptions, SmallMindServer } from './serve/http.js';
+export { SerialEngine } from './serve/engine.js';
+export type { Engine, EngineJob, EngineRequest, EngineStats, ServedModel } from './serve/engine.js';

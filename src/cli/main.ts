@@ -17,6 +17,7 @@ import { doctorCommand } from './doctor.js';
 import { generateCommand } from './generate.js';
 import { initCommand } from './init.js';
 import { quantizeCommand } from './quantize.js';
+import { serveCommand } from './serve.js';
 import { inspectCommand } from './inspect.js';
 import { processIO, type CliIO } from './io.js';
 import { perplexityCommand } from './perplexity.js';
@@ -44,7 +45,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
         write(text);
       },
     });
-  for (const make of [generateCommand, chatCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, tokenizerCommand, initCommand, quantizeCommand, doctorCommand, convertCommand, trainCommand]) {
+  for (const make of [generateCommand, chatCommand, perplexityCommand, benchCommand, inspectCommand, tokenizeCommand, tokenizerCommand, initCommand, quantizeCommand, doctorCommand, convertCommand, trainCommand, serveCommand]) {
     program.addCommand(make(io));
   }
   // addCommand does not pass these settings on; each subcommand (and theirs: `tokenizer train`) needs them.
