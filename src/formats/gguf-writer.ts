@@ -9,10 +9,9 @@
  * Layout choices follow ggml's own writer: tensors in the order given, each at an offset that is a
  * multiple of the alignment, zero padding after the header and after every tensor (the last too).
  */
-import fs from 'node:fs';
 import { RequestError } from '../errors.js';
 import { DTYPES, type DType } from '../tensor/dtype.js';
-import { writeFully } from './file.js';
+import { writeFileAtomicWith, writeFully } from './file.js';
 import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
@@ -62,10 +61,7 @@ export function writeGGUF(
   const layout = layOut(tensors, alignment);
   const header = encodeHeader(kv, layout, alignment);
 
-  const tmp = `${path}.tmp-${process.pid}`;
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, 'w');
+  writeFileAtomicWith(path, (fd) => {
     writeFully(fd, header);
     for (const { tensor, byteLength, padding } of layout) {
       const data = typeof tensor.data === 'function' ? tensor.data() : tensor.data;
@@ -75,14 +71,7 @@ export function writeGGUF(
       writeFully(fd, data);
       writeFully(fd, new Uint8Array(padding));
     }
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, path);
-  } catch (err) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
+  });
 }
 
 function metadataEntries(metadata: GGUFWriteMetadata): Map<string, GGUFWriteValue> {
