@@ -231,15 +231,7 @@ export class Gpt2Model extends Decoder<Gpt2Config> {
       this.linear(xb, up, layer.ffnDown);
       ops.add(be, x, x, xb);
     }
-    // classifier: only the rows whose logits are wanted
-    const first = allLogits ? 0 : n - 1;
-    const rows = n - first;
-    const xLast = x.rows(first, rows);
-    const xbLast = xb.rows(first, rows);
-    const logits = this.logitsFor(rows);
-    ops.layernorm(be, xbLast, xLast, w.outputNorm.weight, w.outputNorm.bias, eps);
-    ops.matmul(be, logits, xbLast, w.output);
-    return logits;
+    return this.classify(x, xb, allLogits, (out, last) => ops.layernorm(be, out, last, w.outputNorm.weight, w.outputNorm.bias, eps), w.output);
   }
 
   override dispose(): void {

@@ -171,15 +171,7 @@ export class LlamaModel extends Decoder<LlamaConfig> {
       ops.matmul(be, xb, gate, layer.ffnDown);
       ops.add(be, x, x, xb);
     }
-    // classifier: only the rows whose logits are wanted
-    const first = allLogits ? 0 : n - 1;
-    const rows = n - first;
-    const xLast = x.rows(first, rows);
-    const xbLast = xb.rows(first, rows);
-    const logits = this.logitsFor(rows);
-    ops.rmsnorm(be, xbLast, xLast, w.outputNorm, eps);
-    ops.matmul(be, logits, xbLast, w.output);
-    return logits;
+    return this.classify(x, xb, allLogits, (out, last) => ops.rmsnorm(be, out, last, w.outputNorm, eps), w.output);
   }
 
   override dispose(): void {

@@ -84,6 +84,22 @@ export abstract class Decoder<C extends DecoderConfig = DecoderConfig> {
     return this.logits.rows(0, rows);
   }
 
+  /**
+   * The classifier head: the final norm (`norm(out, x)`) and `output` on the last row of the
+   * residual stream x, or on every row with allLogits (only the rows whose logits are wanted).
+   * xb is scratch of x's shape.
+   */
+  protected classify(x: Tensor, xb: Tensor, allLogits: boolean, norm: (out: Tensor, x: Tensor) => void, output: Tensor): Tensor {
+    const n = x.rowCount;
+    const first = allLogits ? 0 : n - 1;
+    const rows = n - first;
+    const xbLast = xb.rows(first, rows);
+    const logits = this.logitsFor(rows);
+    norm(xbLast, x.rows(first, rows));
+    ops.matmul(this.backend, logits, xbLast, output);
+    return logits;
+  }
+
   /** Append this batch's k and v rows to layer `layer` of the cache at p.pos, then attend over the cache. */
   protected cachedAttention(out: Tensor, q: Tensor, k: Tensor, v: Tensor, cache: KVCache, layer: number, p: AttentionParams): void {
     ops.setRows(this.backend, cache.keys[layer]!, p.pos, k);
