@@ -32,7 +32,7 @@ import type { DType } from '../src/tensor/dtype.js';
 import { dequantize } from '../src/tensor/quant.js';
 import type { Tensor } from '../src/tensor/tensor.js';
 import { run } from './helpers/cli.js';
-import { encode, expectClose, put, randomValues, rng } from './helpers/kernels.js';
+import { encode, expectClose, put, randomValues, rng, matmulOfRows } from './helpers/kernels.js';
 
 const U = 2 ** -24;
 const native = loadNative();
@@ -146,17 +146,9 @@ describe.skipIf(!native.loaded)(`native kernels${skipReason}`, () => {
         Array.from({ length: K }, (_, i) => (i === 7 ? NaN : i / 3)),
         Array.from({ length: K }, (_, i) => (i % 3 ? -0 : 1e-3 * i)),
       ];
-      const M = rows.length;
-      const x = encode('f32', Float32Array.from(rows.flat()));
-      const w = encode(dtype, randomValues(N * K, 3, 1));
-      const [nat, was] = [two, wasm].map((be: Backend) => {
-        const out = be.alloc('f32', [M, N]);
-        be.matmul(out, put(be, 'f32', [M, K], x), put(be, dtype, [N, K], w));
-        return new Float32Array(out.f32());
-      });
-      const bits = (a: Float32Array) => Array.from(a, (v) => (Number.isNaN(v) ? 'NaN' : v));
-      expect(bits(nat!)).toEqual(bits(was!));
-      expect(nat!.slice(3 * N, 5 * N).every(Number.isNaN)).toBe(true); // inf and NaN rows
+      const [nat, was] = matmulOfRows([two, wasm], dtype, rows, N);
+      expect(nat).toEqual(was);
+      expect(nat!.slice(3 * N, 5 * N).every((v) => v === 'NaN')).toBe(true); // inf and NaN rows
     });
 
     describe.each(['f32', 'f16'] as const)('attention over an %s cache', (cache) => {

@@ -14,7 +14,6 @@
  * Without the addon the tests are skipped with the reason in their name.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend } from '../src/backend/backend.js';
 import { loadNative, type NativeBuild } from '../src/backend/native/addon.js';
 import { createNativeBackend, type NativeBackend } from '../src/backend/native/backend.js';
 import { prepareActivations, ReferenceBackend } from '../src/backend/reference.js';
@@ -23,7 +22,7 @@ import { loadModel } from '../src/index.js';
 import { quantizeModel } from '../src/quantize.js';
 import { DTYPES } from '../src/tensor/dtype.js';
 import { dequantize } from '../src/tensor/quant.js';
-import { encode, expectClose, put, randomValues } from './helpers/kernels.js';
+import { encode, expectClose, put, randomValues, matmulOfRows } from './helpers/kernels.js';
 import { writeTinyLlama } from './helpers/tiny-llama.js';
 import { shared } from './helpers/vocab.js';
 import fs from 'node:fs';
@@ -157,17 +156,9 @@ describe.skipIf(!native.loaded)(`native Q4_1/Q5_0/Q5_1 and K-quant kernels${skip
         Array.from({ length: K }, (_, i) => (i === 7 ? NaN : i / 3)),
         Array.from({ length: K }, (_, i) => (i % 3 ? -0 : 1e-3 * i)),
       ];
-      const M = rows.length;
-      const x = encode('f32', Float32Array.from(rows.flat()));
-      const w = encode(dtype, randomValues(N * K, 3, 1));
-      const [nat, was] = [two, wasm].map((be: Backend) => {
-        const out = be.alloc('f32', [M, N]);
-        be.matmul(out, put(be, 'f32', [M, K], x), put(be, dtype, [N, K], w));
-        return new Float32Array(out.f32());
-      });
-      const bits = (a: Float32Array) => Array.from(a, (v) => (Number.isNaN(v) ? 'NaN' : v));
-      expect(bits(nat!)).toEqual(bits(was!));
-      expect(nat!.slice(4 * N, 5 * N).every(Number.isNaN)).toBe(true); // the NaN row
+      const [nat, was] = matmulOfRows([two, wasm], dtype, rows, N);
+      expect(nat).toEqual(was);
+      expect(nat!.slice(4 * N, 5 * N).every((v) => v === 'NaN')).toBe(true); // the NaN row
     });
   });
 });

@@ -55,3 +55,18 @@ export function expectClose(actual: Float32Array, expected: Float32Array, tol: (
     if (!(Math.abs(a - e) <= tol(i))) throw new Error(`${what}: element ${i}: got ${a}, want ${e} (|Δ| = ${Math.abs(a - e)} > ${tol(i)})`);
   }
 }
+
+/**
+ * The matmul of the activation rows `rows` (f32, K each) with random `dtype` weights [N, K] on
+ * each backend, as arrays with NaN written 'NaN' (so toEqual compares them value by value).
+ */
+export function matmulOfRows(backends: Backend[], dtype: DType, rows: number[][], N: number): (number | 'NaN')[][] {
+  const [M, K] = [rows.length, rows[0]!.length];
+  const x = encode('f32', Float32Array.from(rows.flat()));
+  const w = encode(dtype, randomValues(N * K, 3, 1));
+  return backends.map((be) => {
+    const out = be.alloc('f32', [M, N]);
+    be.matmul(out, put(be, 'f32', [M, K], x), put(be, dtype, [N, K], w));
+    return Array.from(out.f32(), (v) => (Number.isNaN(v) ? 'NaN' : v));
+  });
+}
